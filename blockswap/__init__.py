@@ -1,0 +1,35 @@
+"""BlockSwap: Fisher-guided block substitution for network compression on a budget.
+
+Reproduces Turner et al., "BlockSwap: Fisher-guided Block Substitution for Network Compression
+on a Budget" (ICLR 2020). Public API::
+
+    import blockswap
+    blockswap.build_model("wrn-40-2", "S,G(4),...")      # a network from a genotype
+    blockswap.cost("wrn-40-2", genotype)                 # exact params / MACs, no network built
+    blockswap.load_genotype("bs800k.csv", "wrn-40-2")    # JSON, reference CSV or inline text
+"""
+
+__version__ = "0.1.0"
+
+from .blocks import (  # noqa: E402
+    DEFAULT_CANDIDATE_NAMES,
+    Block,
+    BlockType,
+    Groups,
+    default_candidates,
+    families,
+    parse_block,
+    parse_candidates,
+    register_family,
+)
+from .cost import Budget, CostTable, NetworkCost, cost, parse_budget  # noqa: E402
+from .errors import BlockSwapError  # noqa: E402
+from .genotype import Genotype, load_genotype, read_reference_csv  # noqa: E402
+from .models import BlockSwapNet, build_model, build_teacher, network_spec  # noqa: E402
+
+__all__ = [
+    "DEFAULT_CANDIDATE_NAMES", "Block", "BlockSwapError", "BlockSwapNet", "BlockType", "Budget",
+    "CostTable", "Genotype", "Groups", "NetworkCost", "build_model", "build_teacher", "cost",
+    "default_candidates", "families", "load_genotype", "network_spec", "parse_block",
+    "parse_budget", "parse_candidates", "read_reference_csv", "register_family",
+]

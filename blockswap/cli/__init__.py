@@ -1,0 +1,54 @@
+"""The ``blockswap`` command.
+
+Each concept registers its subcommands from its own module (``cli/core.py``: blocks, cost;
+``cli/search.py``: search; ``cli/train.py``: train, evaluate). Errors in user input are
+`BlockSwapError`s: printed as one line, exit status 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import BlockSwapError
+
+# Modules that define `register(subparsers)`; listed here so `blockswap --help` shows them all.
+COMMAND_MODULES = ("core", "search", "train", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="blockswap",
+        description="Shrink a CNN to a budget by Fisher-guided block substitution (BlockSwap, ICLR 2020).")
+    parser.add_argument("--version", action="version", version=f"blockswap {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # that capability is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BlockSwapError as exc:
+        print(f"blockswap: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("blockswap: interrupted; finished work is saved (rerun with --resume where offered)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Genotypes: a network name plus one block type per swappable block (paper Sec. 4).
+
+Three forms, all round-tripping to the same `Genotype` value:
+
+* text: ``"S,G(4),B(2),..."`` (the authors' names ``Conv,DConvA4,ConvB2`` are accepted too);
+* a versioned JSON file (``{"format": "blockswap.genotype", "version": 1, ...}``);
+* the reference CSV files published with the authors' code (column ``convs``, a list literal).
+
+A `Genotype` is checked when it is made: the right number of blocks for its network, and every
+block type able to split the channels at its position.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .blocks import BlockType, parse_block, split_types
+from .errors import BlockSwapError
+from .files import atomic_write_json
+from .models import NetworkSpec, network_spec
+
+FORMAT = "blockswap.genotype"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A student architecture: `network` (e.g. ``wrn-40-2``) and its blocks' types in order."""
+
+    network: str
+    blocks: tuple[BlockType, ...]
+
+    def __post_init__(self) -> None:
+        spec = network_spec(self.network)
+        object.__setattr__(self, "network", spec.name)
+        object.__setattr__(self, "blocks", tuple(parse_block(b) for b in self.blocks))
+        self.check(spec)
+
+    # ---- construction ------------------------------------------------------------------
+    @classmethod
+    def standard(cls, network: str) -> "Genotype":
+        """The unswapped network: every block standard (S)."""
+        return cls(network, (BlockType("S"),) * network_spec(network).num_blocks)
+
+    @classmethod
+    def uniform(cls, network: str, block: str | BlockType) -> "Genotype":
+        """A single-blocktype network (Moonshine): every block of type `block`."""
+        return cls(network, (parse_block(block),) * network_spec(network).num_blocks)
+
+    @classmethod
+    def from_text(cls, text: str, network: str) -> "Genotype":
+        """Parse ``"S,G(4),BG(2,M/8),..."`` (commas inside parentheses are kept)."""
+        names = split_types(text)
+        if not names:
+            raise BlockSwapError("empty genotype: give one block type per block, e.g. 'S,G(4),B(2)'")
+        return cls(network, tuple(parse_block(n) for n in names))
+
+    # ---- forms -------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [b.name for b in self.blocks]
+
+    @property
+    def text(self) -> str:
+        return ",".join(self.names)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "network": self.network, "blocks": self.names}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> "Genotype":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BlockSwapError(f"{source}: not a BlockSwap genotype (expected \"format\": \"{FORMAT}\")")
+        if data.get("version") != VERSION:
+            raise BlockSwapError(f"{source}: genotype format version {data.get('version')!r} is not "
+                                 f"supported; this BlockSwap reads version {VERSION}")
+        blocks = data.get("blocks")
+        if not isinstance(data.get("network"), str) or not isinstance(blocks, list):
+            raise BlockSwapError(f"{source}: a genotype needs \"network\" (string) and \"blocks\" (list)")
+        return cls(data["network"], tuple(parse_block(b) for b in blocks))
+
+    def save(self, path: str | Path, **meta: Any) -> Path:
+        """Write the versioned JSON form atomically; `meta` (score, cost, ...) is kept alongside."""
+        data = self.to_dict()
+        if meta:
+            data["meta"] = meta
+        return atomic_write_json(path, data)
+
+    # ---- checks ------------------------------------------------------------------------
+    def check(self, spec: NetworkSpec | None = None) -> None:
+        spec = spec or network_spec(self.network)
+        if len(self.blocks) != spec.num_blocks:
+            raise BlockSwapError(
+                f"genotype has {len(self.blocks)} blocks but {spec.name} has {spec.num_blocks} "
+                f"swappable blocks (stages of {', '.join(map(str, spec.depths))})")
+        for slot, block in zip(spec.slots(), self.blocks):
+            problem = block.problem(slot.c_in, slot.c_out)
+            if problem:
+                raise BlockSwapError(
+                    f"block {slot.index} ({block}) of {spec.name} cannot map {slot.c_in}->{slot.c_out} "
+                    f"channels: {problem}")
+
+
+def read_reference_csv(path: str | Path, network: str, row: int = 0) -> Genotype:
+    """Read a genotype CSV of the authors' code (``,index,convs,fisher``; convs a list literal)."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BlockSwapError(f"cannot read genotype CSV {str(path)!r}: {exc}") from None
+    if not rows or "convs" not in rows[0]:
+        raise BlockSwapError(f"{str(path)!r}: expected a CSV with a 'convs' column and at least one row")
+    if not 0 <= row < len(rows):
+        raise BlockSwapError(f"{str(path)!r}: row {row} requested but the file has {len(rows)} rows")
+    text = rows[row]["convs"]
+    try:
+        names = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise BlockSwapError(f"{str(path)!r}: the 'convs' entry {text[:60]!r} is not a list of block names") from None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise BlockSwapError(f"{str(path)!r}: the 'convs' entry must be a list of block names")
+    return Genotype(network, tuple(parse_block(n) for n in names))
+
+
+def load_genotype(source: str | Path, network: str | None = None) -> Genotype:
+    """A genotype from a JSON file, a reference CSV, or inline text.
+
+    `network` is required for CSV and text (they do not name it) and, when given with a JSON
+    file, must match the file's network.
+    """
+    text = str(source).strip()
+    path = Path(text)
+    looks_like_file = path.suffix.lower() in (".json", ".csv") or path.is_file()
+    if looks_like_file:
+        if not path.is_file():
+            raise BlockSwapError(f"genotype file {text!r} does not exist")
+        if path.suffix.lower() == ".csv":
+            return read_reference_csv(path, _need(network, text))
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BlockSwapError(f"cannot read genotype file {text!r}: {exc}") from None
+        geno = Genotype.from_dict(data, text)
+        if network is not None and network_spec(network).name != geno.network:
+            raise BlockSwapError(f"genotype file {text!r} is for {geno.network}, not {network}")
+        return geno
+    return Genotype.from_text(text, _need(network, "inline genotype"))
+
+
+def _need(network: str | None, what: str) -> str:
+    if network is None:
+        raise BlockSwapError(f"{what} does not name its network; give the model (e.g. --model wrn-40-2)")
+    return network
+
+
+def as_genotype(obj: "Genotype | str | Path | Iterable[str | BlockType]", network: str) -> Genotype:
+    """Coerce a Genotype, a file path / text, or a list of block types to a Genotype of `network`."""
+    if isinstance(obj, Genotype):
+        if obj.network != network_spec(network).name:
+            raise BlockSwapError(f"genotype is for {obj.network}, not {network}")
+        return obj
+    if isinstance(obj, (str, Path)):
+        return load_genotype(obj, network)
+    return Genotype(network, tuple(parse_block(b) for b in obj))
