@@ -216,8 +216,8 @@ def parse_budget(text: str, tolerance: float = 0.025) -> Budget:
 
 
 def format_count(n: float) -> str:
-    """811400 -> '811.4K', 132500000 -> '132.5M' (the paper's style)."""
-    for div, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "K")):
+    """811400 -> '811.4K', 132500000 -> '132.5M', 3669000000 -> '3.669G' (the paper's style)."""
+    for div, suffix, digits in ((10**9, "G", 3), (10**6, "M", 1), (10**3, "K", 1)):
         if abs(n) >= div:
-            return f"{n / div:.1f}{suffix}"
+            return f"{n / div:.{digits}f}{suffix}"
     return f"{n:.0f}"

@@ -131,13 +131,37 @@ def read_reference_csv(path: str | Path, network: str, row: int = 0) -> Genotype
     return Genotype(network, tuple(parse_block(n) for n in names))
 
 
+REFERENCE_DIR = Path(__file__).parent / "reference"
+# Network of each reference genotype shipped from the authors' code (reference/NOTICE.md).
+REFERENCE_NETWORKS = {"bs_imagenet_": "resnet34", "bs": "wrn-40-2"}
+
+
+def reference_names() -> list[str]:
+    """Names of the shipped reference genotypes: bs150k ... bs1.6m, bs_imagenet_1, bs_imagenet_2."""
+    return sorted(p.stem for p in REFERENCE_DIR.glob("*.csv"))
+
+
+def reference_genotype(name: str) -> Genotype:
+    """A genotype the paper reports, e.g. ``reference_genotype("bs800k")`` (WRN-40-2, 811.4K)."""
+    path = REFERENCE_DIR / f"{name}.csv"
+    if not path.is_file():
+        raise BlockSwapError(f"unknown reference genotype {name!r}; valid names: {', '.join(reference_names())}")
+    network = next(net for prefix, net in REFERENCE_NETWORKS.items() if name.startswith(prefix))
+    return read_reference_csv(path, network)
+
+
 def load_genotype(source: str | Path, network: str | None = None) -> Genotype:
-    """A genotype from a JSON file, a reference CSV, or inline text.
+    """A genotype from a JSON file, a reference CSV, ``reference:NAME``, or inline text.
 
     `network` is required for CSV and text (they do not name it) and, when given with a JSON
-    file, must match the file's network.
+    file or a reference name, must match its network.
     """
     text = str(source).strip()
+    if text.startswith("reference:"):
+        geno = reference_genotype(text.partition(":")[2])
+        if network is not None and network_spec(network).name != geno.network:
+            raise BlockSwapError(f"reference genotype {text!r} is for {geno.network}, not {network}")
+        return geno
     path = Path(text)
     looks_like_file = path.suffix.lower() in (".json", ".csv") or path.is_file()
     if looks_like_file:

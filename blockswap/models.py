@@ -257,9 +257,10 @@ def build_teacher(name: str, weights: str | Path | None = None,
             raise BlockSwapError(f"cannot read teacher weights {str(path)!r}: {exc}") from None
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise BlockSwapError(
-                f"teacher weights {str(path)!r} do not fit torchvision {key} with {num_classes} "
-                f"classes: missing {choices(missing, 5) or 'none'}; unexpected {choices(unexpected, 5) or 'none'}")
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+            raise BlockSwapError(f"teacher weights {str(path)!r} do not fit torchvision {key} with "
+                                 f"{num_classes} classes: {first[0].strip()}") from None
     return TorchvisionTeacher(net)

@@ -26,9 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cost", help="exact parameters and MACs of a genotype",
                        description="Parameters (BN affine included) and MACs (conv + linear "
                                    "multiply-accumulates per image) of a network, from formulas.")
-    p.add_argument("--model", default="wrn-40-2", help="wrn-D-k, resnet18 or resnet34 (default wrn-40-2)")
+    p.add_argument("--model", default=None,
+                   help="wrn-D-k, resnet18 or resnet34 (default: the genotype file's network, else wrn-40-2)")
     p.add_argument("--genotype", default=None,
-                   help="genotype JSON file, reference CSV, or inline text 'S,G(4),...' (default: all S)")
+                   help="genotype JSON file, reference CSV, reference:NAME (e.g. reference:bs800k), "
+                        "or inline text 'S,G(4),...' (default: all S)")
     p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default 32 WRN, 224 ResNet)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default 10 WRN, 1000 ResNet)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -63,7 +65,8 @@ def run_blocks(args: argparse.Namespace) -> int:
 
 def run_cost(args: argparse.Namespace) -> int:
     geno = None if args.genotype is None else load_genotype(args.genotype, args.model)
-    c = cost(args.model, geno, input_size=args.input_size, num_classes=args.num_classes)
+    model = args.model or (geno.network if geno is not None else "wrn-40-2")
+    c = cost(model, geno, input_size=args.input_size, num_classes=args.num_classes)
     if args.json:
         print(json.dumps(c.to_dict()))
         return 0
