@@ -14,7 +14,12 @@ A dataset is named by a string, as on the command line:
 Small datasets live on the training device as uint8 tensors and minibatches are made there
 (airbench style): normalisation and CIFAR augmentation (pad-4 random crop, horizontal flip,
 Cutout 16x16; paper Sec. 5) are batched tensor ops driven by a `torch.Generator`, so a seed
-fixes every random choice. ImageNet streams from disk through torchvision's `ImageFolder`.
+fixes every random choice. ImageNet streams from disk through a `DataLoader` with worker
+processes, each image transformed under its own seed drawn from the same generator.
+
+Every split shards its minibatches for data-parallel training (`shard_batches`): each rank
+takes a contiguous slice of the same global minibatch, so 2 processes x 64 images see exactly
+the images (and augmentations) of 1 process x 128.
 """
 
 from __future__ import annotations
@@ -77,20 +82,90 @@ def parse_data(text: "str | DataSpec") -> DataSpec:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Augment:
+    """CIFAR-style augmentation (paper Sec. 5): pad-and-crop, horizontal flip, Cutout.
+
+    ``augment=True`` in `Split.batches` means `CIFAR_AUGMENT`. ImageNet splits ignore these
+    fields and use RandomResizedCrop + flip, the standard ImageNet recipe (paper Sec. 6).
+    """
+
+    crop_pad: int = 4  # pixels of black padding on each side before the random crop; 0: no crop
+    flip: bool = True  # mirror left-right with probability 1/2
+    cutout: int = 16  # side of the one square hole, pixels (DeVries & Taylor 2017); 0: no Cutout
+
+    def __post_init__(self) -> None:
+        if self.crop_pad < 0 or self.cutout < 0:
+            raise BlockSwapError(f"crop padding and Cutout size must be >= 0 pixels, got "
+                                 f"{self.crop_pad} and {self.cutout}")
+
+
+CIFAR_AUGMENT = Augment()
+
+
 class Split(Protocol):
-    """One split of a dataset that yields normalised float minibatches on `device`."""
+    """One split of a dataset that yields normalised float minibatches on `device`.
+
+    Sharding for data-parallel training: with ``world_size > 1`` every process draws the SAME
+    global minibatch (same `generator` seed on every rank) and keeps its contiguous
+    ``1/world_size`` slice, so the union over ranks is exactly the single-process minibatch,
+    augmentation included (random choices are drawn for the whole global batch).
+    """
 
     num_classes: int
     input_size: int
 
     def __len__(self) -> int: ...
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False,
+    def batches(self, batch_size: int, *, shuffle: bool = False, augment: "bool | Augment" = False,
                 generator: torch.Generator | None = None, drop_last: bool = False,
+                rank: int = 0, world_size: int = 1, pad_last: bool = False,
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
     def sample(self, batch_size: int, generator: torch.Generator,
-               augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
+               augment: "bool | Augment" = False) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def _as_augment(augment: "bool | Augment") -> Augment | None:
+    if isinstance(augment, Augment):
+        return augment
+    return CIFAR_AUGMENT if augment else None
+
+
+def shard_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1,
+                  drop_last: bool = False, pad_last: bool = False,
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Cut an epoch's index `order` into global minibatches; yield (batch, positions) for `rank`.
+
+    `batch_size` is the global minibatch (all ranks together; for training, with `pad_last`,
+    a multiple of `world_size`); rank r takes ``batch[positions]``, a contiguous share. A last partial
+    minibatch is kept unless `drop_last`; with `pad_last` its shares are made equal (DDP
+    training needs every rank to step together) by wrapping around to the batch's first images
+    (as `DistributedSampler` wraps to the epoch's first), so positions may exceed len(batch)
+    modulo it. Without `pad_last` (evaluation: nothing counted twice) a rank may get fewer or
+    no images. Random draws per image belong to ``batch``, so they never depend on the ranks.
+    """
+    if batch_size < 1:
+        raise BlockSwapError(f"batch size must be a positive number of images, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise BlockSwapError(f"rank {rank} is outside 0..{world_size - 1}")
+    if pad_last and batch_size % world_size:
+        raise BlockSwapError(f"global batch size {batch_size} does not split evenly over "
+                             f"{world_size} processes; use a multiple of {world_size}")
+    n = order.shape[0]
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        batch = order[start:start + batch_size]
+        m = batch.shape[0]
+        padded = -(-m // world_size) * world_size if pad_last else m
+        chunk = -(-padded // world_size)  # ceil
+        lo, hi = min(rank * chunk, padded), min((rank + 1) * chunk, padded)
+        yield batch, torch.arange(lo, hi) % m
+
+
+def epoch_order(n: int, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """The visiting order of an epoch: a permutation from `generator` (on CPU) or 0..n-1."""
+    return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
 
 
 class TensorSplit:
@@ -109,69 +184,112 @@ class TensorSplit:
         self.input_size = images.shape[2]
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
+        # A black pixel after normalisation: what torchvision's RandomCrop(padding=4) pads with
+        # (it pads the raw image with 0, before Normalize), as in the authors' pipeline.
+        self.black = -self.mean / self.std
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
-    def _prepare(self, idx: torch.Tensor, augment: bool,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prepare(self, idx: torch.Tensor, aug: Augment | None,
+                 offsets: "AugmentOffsets | None") -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.device)
         x = (self.images[idx].float() - self.mean) / self.std
-        if augment:
-            x = cifar_augment(x, generator)
+        if aug is not None:
+            x = apply_augment(x, offsets, aug, fill=self.black)
         return x, self.labels[idx]
 
-    def batches(self, batch_size, *, shuffle=False, augment=False, generator=None, drop_last=False):
-        n = len(self)
-        order = torch.randperm(n, generator=generator).to(self.device) if shuffle \
-            else torch.arange(n, device=self.device)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            yield self._prepare(order[start:start + batch_size], augment, generator)
+    def batches(self, batch_size, *, shuffle=False, augment=False, generator=None, drop_last=False,
+                rank=0, world_size=1, pad_last=False):
+        aug = _as_augment(augment)
+        order = epoch_order(len(self), shuffle, generator)
+        for batch, pos in shard_batches(order, batch_size, rank, world_size, drop_last, pad_last):
+            # Offsets are drawn for the whole global batch on every rank (generator in step).
+            offsets = draw_augment(batch.shape[0], self.input_size, self.input_size, aug, generator) \
+                if aug is not None else None
+            if pos.numel():
+                yield self._prepare(batch[pos], aug, None if offsets is None else offsets[pos])
 
     def sample(self, batch_size, generator, augment=False):
         if batch_size > len(self):
             raise BlockSwapError(f"minibatch of {batch_size} asked from a split of {len(self)} images")
-        idx = torch.randperm(len(self), generator=generator)[:batch_size].to(self.device)
-        return self._prepare(idx, augment, generator)
+        aug = _as_augment(augment)
+        idx = torch.randperm(len(self), generator=generator)[:batch_size]
+        offsets = draw_augment(batch_size, self.input_size, self.input_size, aug, generator) \
+            if aug is not None else None
+        return self._prepare(idx, aug, offsets)
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    # Random numbers come from the CPU generator then move, so results do not depend on device.
-    return torch.rand(shape, generator=generator).to(device)
+@dataclass(frozen=True)
+class AugmentOffsets:
+    """Per-image random choices of CIFAR augmentation, each a CPU int64/bool tensor of length n.
+
+    `dy`, `dx`: top-left corner of the crop in the padded image (0 .. 2*pad); `flip`: mirror;
+    `cy`, `cx`: Cutout centre (anywhere in the image; the hole is clipped at the border).
+    """
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor
+    cy: torch.Tensor
+    cx: torch.Tensor
+
+    def __getitem__(self, i: "slice | torch.Tensor") -> "AugmentOffsets":
+        return AugmentOffsets(self.dy[i], self.dx[i], self.flip[i], self.cy[i], self.cx[i])
 
 
-def cifar_augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4,
-                  cutout: int = 16) -> torch.Tensor:
-    """Pad-`pad` random crop, horizontal flip and Cutout (one `cutout` x `cutout` hole), batched.
+def draw_augment(n: int, h: int, w: int, aug: Augment = CIFAR_AUGMENT,
+                 generator: torch.Generator | None = None) -> AugmentOffsets:
+    """Draw the random choices for `n` images from `generator` (on CPU: device-independent)."""
+    def uniform_int(high: int) -> torch.Tensor:  # integers 0 .. high-1
+        return (torch.rand((n,), generator=generator) * high).long()
 
-    The paper's CIFAR recipe (Sec. 5; Cutout from DeVries & Taylor 2017). The crop pads with
-    zeros (the normalised mean), the Cutout centre may fall anywhere and the hole is clipped
-    at the border, as in the reference Cutout code.
+    dy, dx = uniform_int(2 * aug.crop_pad + 1), uniform_int(2 * aug.crop_pad + 1)
+    flip = torch.rand((n,), generator=generator) < 0.5
+    cy, cx = uniform_int(h), uniform_int(w)
+    return AugmentOffsets(dy, dx, flip & aug.flip, cy, cx)
+
+
+def apply_augment(x: torch.Tensor, offsets: AugmentOffsets, aug: Augment = CIFAR_AUGMENT,
+                  fill: "float | torch.Tensor" = 0.0) -> torch.Tensor:
+    """Crop (from `x` padded with `fill`), flip, then Cutout, as batched gathers and a mask.
+
+    Matches the authors' per-image pipeline RandomCrop(32, padding=4) -> RandomHorizontalFlip
+    -> Normalize -> Cutout(1, 16): `fill` is the normalised value of a black pixel (padding
+    happens before Normalize there), and the Cutout hole is 0, the normalised mean (Cutout
+    runs after Normalize). The hole covers rows cy-8 .. cy+7 (clipped), as the reference code.
     """
     n, c, h, w = x.shape
     dev = x.device
-    # Random crop: gather from the zero-padded batch with per-image offsets.
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = (_rand((n,), generator, dev) * (2 * pad + 1)).long()
-    dx = (_rand((n,), generator, dev) * (2 * pad + 1)).long()
-    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # (n, h)
-    cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])  # (n, w)
-    flip = _rand((n,), generator, dev) < 0.5
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    idx_r = rows[:, None, :, None].expand(n, c, h, w + 2 * pad)
-    out = padded.gather(2, idx_r)
-    idx_c = cols[:, None, None, :].expand(n, c, h, w)
-    out = out.gather(3, idx_c)
-    if cutout > 0:
-        cy = (_rand((n,), generator, dev) * h).long()
-        cx = (_rand((n,), generator, dev) * w).long()
+    pad, out = aug.crop_pad, x
+    dy, dx, flip = offsets.dy.to(dev), offsets.dx.to(dev), offsets.flip.to(dev)
+    if pad > 0 or aug.flip:
+        # Pad x - fill with zeros and add fill back: a per-channel constant pad in one op.
+        padded = F.pad(x - fill, (pad, pad, pad, pad)) + fill if pad > 0 else x
+        rows = dy[:, None] + torch.arange(h, device=dev)[None, :]  # (n, h) rows of the crop
+        cols = dx[:, None] + torch.arange(w, device=dev)[None, :]  # (n, w)
+        cols = torch.where(flip[:, None], cols.flip(1), cols)  # mirror = read columns backwards
+        out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
+        out = out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+    if aug.cutout > 0:
+        cy, cx, half = offsets.cy.to(dev), offsets.cx.to(dev), aug.cutout // 2
         ys = torch.arange(h, device=dev)[None, :]
         xs = torch.arange(w, device=dev)[None, :]
-        in_y = (ys >= (cy[:, None] - cutout // 2)) & (ys < (cy[:, None] + cutout - cutout // 2))
-        in_x = (xs >= (cx[:, None] - cutout // 2)) & (xs < (cx[:, None] + cutout - cutout // 2))
-        hole = in_y[:, :, None] & in_x[:, None, :]  # (n, h, w)
-        out = out.masked_fill(hole[:, None, :, :], 0.0)
+        in_y = (ys >= cy[:, None] - half) & (ys < cy[:, None] - half + aug.cutout)
+        in_x = (xs >= cx[:, None] - half) & (xs < cx[:, None] - half + aug.cutout)
+        out = out.masked_fill((in_y[:, :, None] & in_x[:, None, :])[:, None], 0.0)
     return out
+
+
+def cifar_augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4,
+                  cutout: int = 16, flip: bool = True, fill: "float | torch.Tensor" = 0.0) -> torch.Tensor:
+    """Pad-`pad` random crop, horizontal flip and Cutout (one `cutout` x `cutout` hole), batched.
+
+    The paper's CIFAR recipe (Sec. 5; Cutout from DeVries & Taylor 2017). One call of
+    `draw_augment` then `apply_augment`; see those for the exact conventions.
+    """
+    aug = Augment(pad, flip, cutout)
+    return apply_augment(x, draw_augment(x.shape[0], x.shape[2], x.shape[3], aug, generator), aug, fill)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,13 +298,16 @@ def cifar_augment(x: torch.Tensor, generator: torch.Generator | None = None, pad
 
 
 def load_split(data: "str | DataSpec", split: str = "train", input_size: int | None = None,
-               device: str | torch.device = "cpu") -> Split:
-    """Load `split` ("train" or "val") of `data`, images resized to `input_size` if given."""
+               device: str | torch.device = "cpu", workers: int = 4) -> Split:
+    """Load `split` ("train" or "val") of `data`, images resized to `input_size` if given.
+
+    `workers`: loader processes for ImageNet (the in-memory datasets need none).
+    """
     spec = parse_data(data)
     if split not in ("train", "val"):
         raise BlockSwapError(f"unknown split {split!r}; valid splits: train, val")
     if spec.name == "imagenet":
-        return ImageFolderSplit(spec.path, split, input_size or 224, device)
+        return ImageFolderSplit(spec.path, split, input_size or 224, device, workers)
     if spec.name in ("cifar10", "cifar100"):
         images, labels = _read_cifar(spec, split)
         mean, std = _STATS[spec.name]
@@ -230,24 +351,40 @@ def _read_cifar(spec: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]
             raise BlockSwapError(
                 f"{spec.name}: missing file {str(path)!r}; expected the python-pickle release "
                 f"({folder_name}/ with {', '.join(files)})")
+        expected = (f"a dict with b'data' (rows of 3072 uint8 values) and {label_key!r} "
+                    "(one integer label per row)")
         try:
             with path.open("rb") as f:
                 entry = pickle.load(f, encoding="bytes")
-            data = np.asarray(entry[b"data"], dtype=np.uint8)
-            lab = np.asarray(entry[label_key], dtype=np.int64)
+            # The release pickles bytes keys; re-pickled copies sometimes have str keys.
+            data = np.asarray(_key(entry, b"data"))
+            lab = np.asarray(_key(entry, label_key))
         except Exception as exc:  # unpickling errors come in many types
-            raise BlockSwapError(
-                f"{spec.name}: cannot read {str(path)!r} as a CIFAR pickle (a dict with b'data' "
-                f"uint8 rows of 3072 values and {label_key!r}): {exc}") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data):
-            raise BlockSwapError(f"{spec.name}: {str(path)!r} has data of shape {data.shape}; "
-                                 "expected (N, 3072) with one label per row")
+            raise BlockSwapError(f"{spec.name}: cannot read {str(path)!r} as a CIFAR pickle; "
+                                 f"expected {expected}: {type(exc).__name__}: {exc}") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or lab.ndim != 1 or len(lab) != len(data):
+            raise BlockSwapError(f"{spec.name}: {str(path)!r} has data of shape {data.shape} and "
+                                 f"{lab.shape} labels; expected {expected}")
+        if data.dtype != np.uint8 and (not np.issubdtype(data.dtype, np.integer)
+                                       or data.min() < 0 or data.max() > 255):
+            raise BlockSwapError(f"{spec.name}: {str(path)!r} has pixel values that are not "
+                                 f"integers 0..255 (dtype {data.dtype}); expected {expected}")
+        if not np.issubdtype(lab.dtype, np.integer):
+            raise BlockSwapError(f"{spec.name}: {str(path)!r} has labels of dtype {lab.dtype}; "
+                                 f"expected {expected}")
+        data, lab = data.astype(np.uint8), lab.astype(np.int64)
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(lab)
     labels_t = torch.from_numpy(np.concatenate(labels))
+    if labels_t.numel() == 0:
+        raise BlockSwapError(f"{spec.name}: no images in {', '.join(files)} under {str(folder)!r}")
     if labels_t.min() < 0 or labels_t.max() >= spec.num_classes:
         raise BlockSwapError(f"{spec.name}: labels outside 0..{spec.num_classes - 1} in {str(folder)!r}")
     return torch.from_numpy(np.concatenate(images)), labels_t
+
+
+def _key(entry: dict, key: bytes):
+    return entry[key] if key in entry else entry[key.decode()]
 
 
 # The digits split is fixed (seed 0, stratified 80/20) so results stay comparable across runs.
@@ -293,17 +430,22 @@ def _synthetic(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ImageFolderSplit:
-    """ImageNet-style class folders streamed from disk (torchvision `ImageFolder`).
+    """ImageNet-style class folders streamed from disk by a `DataLoader` with worker processes.
 
     Training batches use RandomResizedCrop + flip; evaluation uses resize to 8/7 of the input
-    size and a centre crop (256 -> 224), the standard ImageNet protocol.
+    size and a centre crop (256 -> 224), the standard ImageNet protocol (paper Sec. 6).
+
+    Randomness: every image of an epoch gets its own seed (drawn from the caller's generator
+    for the whole global minibatch), and its transform runs under that seed. The pixels of a
+    minibatch therefore do not depend on the number of worker processes or DDP ranks.
     """
 
-    def __init__(self, root: str | None, split: str, input_size: int, device, workers: int = 2):
+    def __init__(self, root: str | None, split: str, input_size: int, device, workers: int = 4):
         import torchvision
         from torchvision import transforms as T
 
-        folder = Path(root or "").expanduser() / split
+        base = Path(root or "").expanduser()
+        folder = base / split
         if not folder.is_dir():
             raise BlockSwapError(f"imagenet: missing folder {str(folder)!r}; expected PATH/{split}/<class>/<image>")
         mean, std = _STATS["imagenet"]
@@ -316,6 +458,16 @@ class ImageFolderSplit:
             self.dataset = torchvision.datasets.ImageFolder(str(folder))
         except (FileNotFoundError, RuntimeError) as exc:
             raise BlockSwapError(f"imagenet: cannot read {str(folder)!r}: {exc}") from None
+        # ImageFolder numbers the classes of each split separately: a class folder missing from
+        # val would silently shift every later label. Insist on the same class list.
+        other = base / ("train" if split == "val" else "val")
+        if other.is_dir():
+            theirs = sorted(d.name for d in other.iterdir() if d.is_dir())
+            if theirs != self.dataset.classes:
+                diff = sorted(set(theirs) ^ set(self.dataset.classes))
+                raise BlockSwapError(
+                    f"imagenet: {str(base / 'train')!r} and {str(base / 'val')!r} must hold the same "
+                    f"class folders; they differ in {choices(diff, 5)}")
         self.num_classes = len(self.dataset.classes)
         self.input_size = input_size
         self.device = torch.device(device)
@@ -324,29 +476,72 @@ class ImageFolderSplit:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _load(self, indices: list[int], augment: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        tf = self.train_tf if augment else self.eval_tf
-        xs, ys = [], []
-        # torchvision's transforms draw from the global generator: seed it inside a fork so
-        # the caller's global RNG state is left exactly as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for i in indices:
-                path, label = self.dataset.samples[i]
-                xs.append(tf(self.dataset.loader(path)))
-                ys.append(label)
-        return torch.stack(xs).to(self.device), torch.tensor(ys, device=self.device)
+    def _loader(self, items: list[tuple[int, int]], chunks: list[list[int]], augment: bool):
+        """A DataLoader yielding one minibatch per chunk of positions in `items` ((index, seed))."""
+        data = _SeededImages(self.dataset.samples, items, self.train_tf if augment else self.eval_tf)
+        return torch.utils.data.DataLoader(
+            data, batch_sampler=chunks, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False)
 
-    def batches(self, batch_size, *, shuffle=False, augment=False, generator=None, drop_last=False):
-        n = len(self)
-        order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator else start
-            yield self._load(order[start:start + batch_size], augment, seed)
+    def _iterate(self, loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            for x, y in loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        except BlockSwapError as exc:
+            raise BlockSwapError(_worker_message(exc)) from None
+
+    def batches(self, batch_size, *, shuffle=False, augment=False, generator=None, drop_last=False,
+                rank=0, world_size=1, pad_last=False):
+        order = epoch_order(len(self), shuffle, generator)
+        items, chunks = [], []
+        for batch, pos in shard_batches(order, batch_size, rank, world_size, drop_last, pad_last):
+            seeds = torch.randint(0, 2**62, (batch.shape[0],), generator=generator)
+            if pos.numel():
+                chunks.append(list(range(len(items), len(items) + pos.numel())))
+                items += zip(batch[pos].tolist(), seeds[pos].tolist())
+        yield from self._iterate(self._loader(items, chunks, bool(augment)))
 
     def sample(self, batch_size, generator, augment=False):
         if batch_size > len(self):
             raise BlockSwapError(f"minibatch of {batch_size} asked from a split of {len(self)} images")
         idx = torch.randperm(len(self), generator=generator)[:batch_size].tolist()
-        return self._load(idx, augment, int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator).tolist()
+        return next(self._iterate(self._loader(list(zip(idx, seeds)), [list(range(batch_size))],
+                                               bool(augment))))
+
+
+class _SeededImages(torch.utils.data.Dataset):
+    """Images `items` = [(dataset index, seed)], each transformed under its own seed."""
+
+    def __init__(self, samples: list[tuple[str, int]], items: list[tuple[int, int]], transform):
+        self.samples, self.items, self.transform = samples, items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        index, seed = self.items[i]
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise BlockSwapError(f"imagenet: cannot read {path!r}: expected an image file "
+                                 f"(JPEG, PNG, ...): {exc}") from None
+        # torchvision's transforms draw from the global generator: seed it inside a fork so
+        # the global state of this process (the trainer's, when workers=0) is left untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(img), label
+
+
+def _worker_message(exc: BaseException) -> str:
+    """The one-line message of a BlockSwapError, also when a DataLoader worker re-raised it."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    prefix = f"{BlockSwapError.__module__}.{BlockSwapError.__name__}: "
+    for line in reversed(lines):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return lines[-1] if lines else "imagenet: a data loader worker failed"

@@ -1,0 +1,183 @@
+"""``blockswap train teacher|student`` and ``blockswap evaluate``.
+
+Every field of `TrainConfig` is a flag (``--batch-size``, ``--weight-decay``, ``--no-flip``,
+...); flags left out take the value of the chosen ``--recipe``. Data-parallel training is the
+same command under ``torchrun --nproc_per_node=N -m blockswap train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import re
+
+import torch
+
+from ..cost import format_count
+from ..data import load_split, parse_data
+from ..errors import BlockSwapError
+from ..report import format_table
+from ..train import (RECIPES, ModelDesc, TrainConfig, evaluate, load_checkpoint, load_model, parse_model,
+                     recipe, train)
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a teacher, or a student by attention transfer",
+                       description="Train a teacher (cross-entropy) or a student (cross-entropy + "
+                                   "attention transfer from a frozen teacher). Resumable; run under "
+                                   "torchrun for data-parallel training.")
+    roles = p.add_subparsers(dest="role", metavar="ROLE", required=True)
+
+    t = roles.add_parser("teacher", help="train a network from scratch with cross-entropy",
+                         description="Train a network (all standard blocks) with cross-entropy.")
+    t.add_argument("--model", required=True,
+                   help="wrn-D-k (e.g. wrn-40-2), resnet18/resnet34, or torchvision:resnet18/34")
+    _common(t)
+    t.set_defaults(func=run_train)
+
+    s = roles.add_parser("student", help="train a genotype, distilled from a teacher",
+                         description="Train a student network given by a genotype with attention "
+                                     "transfer from --teacher (and Hinton KD if --kd-weight > 0). "
+                                     "Without --teacher the student trains with cross-entropy alone.")
+    s.add_argument("--teacher", default=None,
+                   help="teacher checkpoint (file or run folder of 'train teacher'), or torchvision:resnet34")
+    s.add_argument("--teacher-weights", default=None,
+                   help="local weights file for a torchvision teacher (e.g. resnet34-b627a593.pth); "
+                        "nothing is downloaded")
+    s.add_argument("--genotype", required=True,
+                   help="genotype JSON (from 'blockswap search'), reference CSV, or inline 'S,G(4),...'")
+    s.add_argument("--model", default=None,
+                   help="student network (default: the genotype file's, else the teacher's)")
+    _common(s)
+    s.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="top-1 / top-5 error of a checkpoint on a validation split",
+                       description="Top-1 and top-5 error (percent) of a trained network on the "
+                                   "validation split of --data.")
+    e.add_argument("--checkpoint", required=True,
+                   help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
+    e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
+    e.add_argument("--data", required=True, help="cifar10:PATH, cifar100:PATH, imagenet:PATH, digits, synthetic")
+    e.add_argument("--batch-size", type=int, default=500, help="images per step (default 500)")
+    e.add_argument("--workers", type=int, default=4, help="ImageNet loader processes (default 4)")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=run_evaluate)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="cifar10:PATH, cifar100:PATH, imagenet:PATH, digits, synthetic")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.jsonl, record.json")
+    p.add_argument("--recipe", default=None, choices=sorted(RECIPES),
+                   help="preset of every training setting (default: imagenet for imagenet data, "
+                        "digits for digits, else cifar)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (same settings)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="input side in pixels (default 32 for WRN, 224 for ResNets)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    g = p.add_argument_group("training settings (default: the recipe's)")
+    helps = _field_help()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "recipe":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        text = helps.get(f.name, "").replace("%", "%%")
+        if f.type == "bool":
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            g.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=f.name.upper(),
+                           help=text)
+
+
+def _field_help() -> dict[str, str]:
+    """The comment after each TrainConfig field: one place documents both API and CLI."""
+    source = inspect.getsource(TrainConfig)
+    return {m.group(1): m.group(2).strip()
+            for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    name = args.recipe
+    if name is None:
+        data = parse_data(args.data).name
+        name = data if data in RECIPES else "cifar"
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "recipe"}
+    return recipe(name, **overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BlockSwapError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    cfg = _config(args)
+    if args.role == "teacher":
+        desc = parse_model(args.model, None, None, args.input_size)
+        teacher = None
+    else:
+        teacher = args.teacher
+        desc = _student_model(args)
+    record = train(cfg, args.data, args.out, desc, teacher=teacher,
+                   teacher_weights=getattr(args, "teacher_weights", None), role=args.role,
+                   resume=args.resume, device=args.device, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 of torchrun speaks
+        print(f"{record['model']['name']} ({format_count(record['params'])} params, "
+              f"{format_count(record['macs'])} MACs): top-1 error {record['top1_error']:.2f}%, "
+              f"top-5 error {record['top5_error']:.2f}%; record in {args.out}/record.json")
+    return 0
+
+
+def _student_model(args: argparse.Namespace) -> ModelDesc:
+    """The student network: --model, else the genotype file's network, else the teacher's."""
+    from ..genotype import load_genotype
+
+    if args.teacher is None and args.teacher_weights is not None:
+        raise BlockSwapError("--teacher-weights needs --teacher torchvision:NAME")
+    network = args.model
+    input_size = args.input_size
+    if network is None and args.teacher is not None:
+        if str(args.teacher).lower().startswith("torchvision:"):
+            network = str(args.teacher).partition(":")[2]
+        else:
+            teacher_model = load_checkpoint(args.teacher)["model"]
+            network = teacher_model["name"] if teacher_model.get("kind") == "blockswap" else None
+            input_size = input_size or teacher_model.get("input_size")
+    if network is None:
+        try:
+            network = load_genotype(args.genotype).network  # a JSON genotype names its network
+        except BlockSwapError:
+            raise BlockSwapError("cannot tell the student network: give --model (e.g. wrn-40-2), "
+                                 "a genotype JSON file, or --teacher") from None
+    geno = load_genotype(args.genotype, network)
+    return parse_model(network, geno.text, None, input_size)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    net, desc = load_model(args.checkpoint, args.weights, args.device or
+                           ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = next(net.parameters()).device
+    split = load_split(args.data, "val", desc.input_size, dev, args.workers)
+    if split.num_classes != desc.num_classes:
+        raise BlockSwapError(f"{args.checkpoint!r} has {desc.num_classes} classes but {args.data} has "
+                             f"{split.num_classes}")
+    if args.batch_size < 1:
+        raise BlockSwapError(f"--batch-size must be positive, got {args.batch_size}")
+    result = {"model": desc.text, "genotype": desc.genotype, **desc.cost(), "data": args.data,
+              **evaluate(net, split, batch_size=args.batch_size)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = [[desc.text, format_count(result["params"]), format_count(result["macs"]), result["images"],
+             f"{result['top1_error']:.2f}", f"{result['top5_error']:.2f}", f"{result['loss']:.4f}"]]
+    print(format_table(rows, ["model", "params", "MACs", "images", "top-1 err %", "top-5 err %", "loss"]))
+    if desc.genotype:
+        print(f"genotype: {desc.genotype}")
+    return 0
