@@ -37,9 +37,9 @@ __all__ = [
 # Training and distillation (train.py, distill.py, data.py).
 from .data import load_split, parse_data  # noqa: E402
 from .distill import at_loss, attention_map, kd_loss  # noqa: E402
-from .train import RECIPES, ModelDesc, TrainConfig, evaluate, load_model, recipe, train  # noqa: E402
+from .train import RECIPES, ModelDesc, TrainConfig, evaluate, load_model, recipe, train_model  # noqa: E402
 
 __all__ += [
     "RECIPES", "ModelDesc", "TrainConfig", "at_loss", "attention_map", "evaluate", "kd_loss",
-    "load_model", "load_split", "parse_data", "recipe", "train",
+    "load_model", "load_split", "parse_data", "recipe", "train_model",
 ]

@@ -389,7 +389,7 @@ class _Teacher:
     weights: str | None
 
 
-def train(config: TrainConfig | str, data: str | DataSpec, out: str | Path,
+def train_model(config: TrainConfig | str, data: str | DataSpec, out: str | Path,
           model: ModelDesc | str, *, teacher: str | Path | None = None,
           teacher_weights: str | Path | None = None, role: str | None = None, resume: bool = False,
           device: str | torch.device | None = None, progress: bool = True,

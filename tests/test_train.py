@@ -18,7 +18,7 @@ from blockswap import BlockSwapError, Genotype
 from blockswap.data import Augment, TensorSplit, load_split
 from blockswap.distill import at_loss
 from blockswap.train import (RECIPES, ModelDesc, evaluate, init_model, load_checkpoint, load_model,
-                             parse_model, recipe, run_seeds, train)
+                             parse_model, recipe, run_seeds, train_model)
 from conftest import ROOT, run_cli
 
 TINY = dict(batch_size=64, cutout=8, eval_batch_size=128)  # 512 synthetic images: 8 steps/epoch
@@ -33,7 +33,7 @@ def _tiny(name="cifar", **kw):
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    train(_tiny(epochs=2), "synthetic", out, MODEL, progress=False)
+    train_model(_tiny(epochs=2), "synthetic", out, MODEL, progress=False)
     return out
 
 
@@ -67,7 +67,7 @@ def _strip(history):
 def test_resumed_student_equals_uninterrupted_run_bit_for_bit(tmp_path, teacher_dir):
     cfg = _tiny(epochs=3, seed=7, kd_weight=0.5)  # AT + KD: every piece of state is exercised
     student = parse_model("wrn-10-1", "G(2),B(2),S", input_size=16)
-    full = train(cfg, "synthetic", tmp_path / "full", student, teacher=teacher_dir, progress=False)
+    full = train_model(cfg, "synthetic", tmp_path / "full", student, teacher=teacher_dir, progress=False)
 
     class Interrupt(Exception):
         pass
@@ -77,10 +77,10 @@ def test_resumed_student_equals_uninterrupted_run_bit_for_bit(tmp_path, teacher_
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(cfg, "synthetic", tmp_path / "cut", student, teacher=teacher_dir, progress=False,
+        train_model(cfg, "synthetic", tmp_path / "cut", student, teacher=teacher_dir, progress=False,
               on_epoch_end=stop_after_first)
     assert load_checkpoint(tmp_path / "cut")["epoch"] == 1
-    resumed = train(cfg, "synthetic", tmp_path / "cut", student, teacher=teacher_dir, resume=True,
+    resumed = train_model(cfg, "synthetic", tmp_path / "cut", student, teacher=teacher_dir, resume=True,
                     progress=False)
 
     assert _strip(resumed["history"]) == _strip(full["history"])  # exact float equality
@@ -102,15 +102,15 @@ def test_resumed_student_equals_uninterrupted_run_bit_for_bit(tmp_path, teacher_
 
 def test_step_schedule_and_refusals_to_clobber_or_mix_runs(tmp_path):
     cfg = _tiny("imagenet", epochs=2, step_epochs=1, batch_size=128)
-    rec = train(cfg, "synthetic", tmp_path, MODEL, progress=False)
+    rec = train_model(cfg, "synthetic", tmp_path, MODEL, progress=False)
     assert [r["lr"] for r in rec["history"]] == pytest.approx([0.1, 0.01])
     with pytest.raises(BlockSwapError, match="exists: add --resume"):
-        train(cfg, "synthetic", tmp_path, MODEL, progress=False)
+        train_model(cfg, "synthetic", tmp_path, MODEL, progress=False)
     with pytest.raises(BlockSwapError, match="started with epochs=2, seed=0, now epochs=3, seed=1"):
-        train(recipe("imagenet", **{**TINY, "batch_size": 128, "step_epochs": 1, "epochs": 3, "seed": 1}),
+        train_model(recipe("imagenet", **{**TINY, "batch_size": 128, "step_epochs": 1, "epochs": 3, "seed": 1}),
               "synthetic", tmp_path, MODEL, resume=True, progress=False)
     # A finished run resumed is a no-op that returns the same record.
-    again = train(cfg, "synthetic", tmp_path, MODEL, resume=True, progress=False)
+    again = train_model(cfg, "synthetic", tmp_path, MODEL, resume=True, progress=False)
     assert _strip(again["history"]) == _strip(rec["history"])
 
 
@@ -126,14 +126,14 @@ def test_teacher_stays_frozen_and_attention_transfer_pulls_the_student(tmp_path,
     monkeypatch.setattr(train_module, "load_model", spy)
     before = load_checkpoint(teacher_dir)["state_dict"]
     student = parse_model("wrn-10-1", "G(4),G(4),G(4)", input_size=16)
-    train(_tiny(epochs=1), "synthetic", tmp_path / "at", student, teacher=teacher_dir, progress=False)
+    train_model(_tiny(epochs=1), "synthetic", tmp_path / "at", student, teacher=teacher_dir, progress=False)
     net = seen["net"]
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     after = net.state_dict()  # BN running statistics would move in train mode
     assert all(torch.equal(before[k], after[k]) for k in before)
 
     # The same student without a teacher: attention maps end up further from the teacher's.
-    train(_tiny(epochs=1), "synthetic", tmp_path / "ce", student, role="student", progress=False)
+    train_model(_tiny(epochs=1), "synthetic", tmp_path / "ce", student, role="student", progress=False)
     x, _ = next(load_split("synthetic", "val", 16).batches(128))
 
     def distance(run):
@@ -193,15 +193,15 @@ def test_bad_inputs_get_one_line_errors(tmp_path, teacher_dir):
         with open(folder / name, "wb") as f:
             pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"fine_labels": [0, 1, 2, 99]}, f)
     with pytest.raises(BlockSwapError, match="teacher .* has 10 classes but cifar100:.* has 100"):
-        train(_tiny(epochs=1), f"cifar100:{tmp_path / 'c100'}", tmp_path / "x", MODEL,
+        train_model(_tiny(epochs=1), f"cifar100:{tmp_path / 'c100'}", tmp_path / "x", MODEL,
               teacher=teacher_dir, progress=False)
     # A ResNet student has 4 attention points, the WRN teacher 3.
     resnet = parse_model("resnet18", "S," * 7 + "S", input_size=32)
     with pytest.raises(BlockSwapError, match="4 attention points but the teacher has 3"):
-        train(_tiny(epochs=1), "synthetic", tmp_path / "y", resnet, teacher=teacher_dir, progress=False)
+        train_model(_tiny(epochs=1), "synthetic", tmp_path / "y", resnet, teacher=teacher_dir, progress=False)
     make_cifar10(tmp_path / "c10")
     with pytest.raises(BlockSwapError, match="model has 100 classes but cifar10"):
-        train(_tiny(epochs=1), f"cifar10:{tmp_path / 'c10'}", tmp_path / "z",
+        train_model(_tiny(epochs=1), f"cifar10:{tmp_path / 'c10'}", tmp_path / "z",
               ModelDesc("blockswap", "wrn-10-1", None, 100, 16), progress=False)
     with pytest.raises(BlockSwapError, match="torchvision:NAME"):
         parse_model("timm:resnet34")

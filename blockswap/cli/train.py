@@ -21,7 +21,7 @@ from ..data import load_split, parse_data
 from ..errors import BlockSwapError
 from ..report import format_table
 from ..train import (RECIPES, ModelDesc, TrainConfig, evaluate, load_checkpoint, load_model, parse_model,
-                     recipe, train)
+                     recipe, train_model)
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -125,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         teacher = args.teacher
         desc = _student_model(args)
-    record = train(cfg, args.data, args.out, desc, teacher=teacher,
+    record = train_model(cfg, args.data, args.out, desc, teacher=teacher,
                    teacher_weights=getattr(args, "teacher_weights", None), role=args.role,
                    resume=args.resume, device=args.device, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # rank 0 of torchrun speaks
