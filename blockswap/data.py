@@ -476,9 +476,9 @@ class ImageFolderSplit:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _loader(self, items: list[tuple[int, int]], chunks: list[list[int]], augment: bool):
-        """A DataLoader yielding one minibatch per chunk of positions in `items` ((index, seed))."""
-        data = _SeededImages(self.dataset.samples, items, self.train_tf if augment else self.eval_tf)
+    def _loader(self, indices: torch.Tensor, seeds: torch.Tensor, chunks: list[list[int]], augment: bool):
+        """A DataLoader yielding one minibatch per chunk of positions in `indices` / `seeds`."""
+        data = _SeededImages(self.dataset.samples, indices, seeds, self.train_tf if augment else self.eval_tf)
         return torch.utils.data.DataLoader(
             data, batch_sampler=chunks, num_workers=self.workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False)
@@ -493,37 +493,43 @@ class ImageFolderSplit:
     def batches(self, batch_size, *, shuffle=False, augment=False, generator=None, drop_last=False,
                 rank=0, world_size=1, pad_last=False):
         order = epoch_order(len(self), shuffle, generator)
-        items, chunks = [], []
+        indices, seeds, chunks, count = [], [], [], 0
         for batch, pos in shard_batches(order, batch_size, rank, world_size, drop_last, pad_last):
-            seeds = torch.randint(0, 2**62, (batch.shape[0],), generator=generator)
+            batch_seeds = torch.randint(0, 2**62, (batch.shape[0],), generator=generator)
             if pos.numel():
-                chunks.append(list(range(len(items), len(items) + pos.numel())))
-                items += zip(batch[pos].tolist(), seeds[pos].tolist())
-        yield from self._iterate(self._loader(items, chunks, bool(augment)))
+                chunks.append(list(range(count, count + pos.numel())))
+                indices.append(batch[pos])
+                seeds.append(batch_seeds[pos])
+                count += pos.numel()
+        if chunks:
+            yield from self._iterate(self._loader(torch.cat(indices), torch.cat(seeds), chunks, bool(augment)))
 
     def sample(self, batch_size, generator, augment=False):
         if batch_size > len(self):
             raise BlockSwapError(f"minibatch of {batch_size} asked from a split of {len(self)} images")
-        idx = torch.randperm(len(self), generator=generator)[:batch_size].tolist()
-        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator).tolist()
-        return next(self._iterate(self._loader(list(zip(idx, seeds)), [list(range(batch_size))],
-                                               bool(augment))))
+        idx = torch.randperm(len(self), generator=generator)[:batch_size]
+        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
+        return next(self._iterate(self._loader(idx, seeds, [list(range(batch_size))], bool(augment))))
 
 
 class _SeededImages(torch.utils.data.Dataset):
-    """Images `items` = [(dataset index, seed)], each transformed under its own seed."""
+    """Images ``samples[indices[i]]``, each transformed under its own ``seeds[i]``.
 
-    def __init__(self, samples: list[tuple[str, int]], items: list[tuple[int, int]], transform):
-        self.samples, self.items, self.transform = samples, items, transform
+    Indices and seeds are tensors, not Python lists: forked workers then share their pages
+    instead of copying them as reference counts change (the DataLoader memory "leak").
+    """
+
+    def __init__(self, samples: list[tuple[str, int]], indices: torch.Tensor, seeds: torch.Tensor, transform):
+        self.samples, self.indices, self.seeds, self.transform = samples, indices, seeds, transform
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self.indices.shape[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        index, seed = self.items[i]
-        path, label = self.samples[index]
+        seed = int(self.seeds[i])
+        path, label = self.samples[int(self.indices[i])]
         try:
             with Image.open(path) as img:
                 img = img.convert("RGB")
