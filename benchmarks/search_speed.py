@@ -1,0 +1,174 @@
+"""Where the search's time goes: scoring paths measured side by side on the same candidates.
+
+For each candidate (WRN-40-2 students at 800K by default, batch 128), interleaved so that load
+on a shared machine hits every path alike:
+
+* forward   a plain forward pass (contiguous memory format, train-mode BN, no autograd): the floor
+* naive     what the authors' code does: a fresh batch from a torch DataLoader, a full
+            ``loss.backward()`` with weight gradients, Fisher read at the probes by tensor hooks
+* probes    `fisher_potential` in the contiguous format: gradients to the probes only
+* ours      `fisher_potential` in channels-last with the cached minibatch (the search's path)
+
+plus building the candidate (module construction + the authors' init), which every path pays.
+Prints seconds per candidate and the ratios to the forward pass and to the naive path.
+
+``--memory N`` scores N candidates through the search's `Scorer` and prints the resident memory
+every N/10 candidates (flat means nothing leaks across candidates). ``--executors N`` compares
+the in-process scorer (1 and 2 threads) with 2 worker processes of 1 thread on N candidates.
+
+    python benchmarks/search_speed.py --candidates 20
+    python benchmarks/search_speed.py --memory 1000
+    python benchmarks/search_speed.py --executors 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from blockswap.blocks import default_candidates
+from blockswap.cost import CostTable, parse_budget
+from blockswap.data import load_split
+from blockswap.fisher import fisher_potential
+from blockswap.models import network_spec
+from blockswap.report import format_table
+from blockswap.search import RunOptions, Scorer, SearchConfig, run_search, sample_genotypes
+
+
+def genotypes(model: str, budget: str, n: int, seed: int) -> list[str]:
+    cands = default_candidates()
+    table = CostTable(network_spec(model), cands)
+    report = sample_genotypes(table, parse_budget(budget), n, np.random.default_rng(seed))
+    return [",".join(cands[j].name for j in row) for row in report.choices]
+
+
+def naive_fisher(model, loader_iter) -> float:
+    """The authors' path: fresh loader batch, full backward (weight grads), hooks at the probes."""
+    x, y = next(loader_iter)
+    x = (x.float() / 255 - 0.5) / 0.25
+    acts, grads = [], []
+
+    def keep(_m, _i, out):
+        acts.append(out)
+        out.register_hook(grads.append)  # a tensor hook, not a deprecated module backward hook
+
+    handles = [b.probe.register_forward_hook(keep) for b in model.blocks]
+    model.train()
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    for h in handles:
+        h.remove()
+    grads.reverse()  # the backward pass visits the probes last to first
+    with torch.no_grad():
+        return sum(float((a * g).sum((2, 3)).pow(2).mean(0).sum() / 2) for a, g in zip(acts, grads))
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare(args) -> None:
+    config = SearchConfig(model=args.model, budget=args.budget, data=args.data, batch_size=args.batch)
+    split = load_split(args.data, "train", network_spec(args.model).input_size)
+    x, y = split.sample(args.batch, torch.Generator().manual_seed(0))
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    dataset = torch.utils.data.TensorDataset(split.images, split.labels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    scorer = Scorer(config, [(x, y)])
+    builder = Scorer(SearchConfig(model=args.model, budget=args.budget, data=args.data,
+                                  batch_size=args.batch, channels_last=False), [(x, y)])
+    times: dict[str, list[float]] = {k: [] for k in ("build", "forward", "naive", "probes", "ours")}
+    genos = genotypes(args.model, args.budget, args.candidates + 1, args.seed)
+    for i, geno in enumerate(genos):
+        t = {}
+        t["build"] = timed(lambda: builder.build(geno))
+        m = builder.build(geno).train()
+
+        def forward():
+            with torch.no_grad():
+                m(x)
+
+        t["forward"] = timed(forward)
+        t["naive"] = timed(lambda: naive_fisher(builder.build(geno), iter(loader))) - t["build"]
+        t["probes"] = timed(lambda: fisher_potential(builder.build(geno), x, y)) - t["build"]
+        t["ours"] = timed(lambda: fisher_potential(scorer.build(geno), xcl, y)) - t["build"]
+        if i > 0:  # the first candidate warms up oneDNN's primitive cache
+            for k, v in t.items():
+                times[k].append(v)
+    mean = {k: statistics.mean(v) for k, v in times.items()}
+    rows = []
+    for k in ("forward", "naive", "probes", "ours"):
+        per = mean[k] + mean["build"]
+        rows.append([k, f"{mean[k]:.3f}", f"{per:.3f}", f"{mean[k] / mean['forward']:.2f}x",
+                     f"{(mean['naive'] + mean['build']) / per:.2f}x"])
+    print(f"{args.model} students at {args.budget}, batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"{len(times['build'])} candidates; build {mean['build'] * 1000:.0f} ms per candidate")
+    print(format_table(rows, ["path", "s scoring", "s per candidate (+build)", "vs forward", "naive / this"],
+                       align="lrrrr"))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory(args) -> None:
+    config = SearchConfig(model=args.model, budget=args.budget, data=args.data, batch_size=args.batch)
+    split = load_split(args.data, "train", network_spec(args.model).input_size)
+    scorer = Scorer(config, [split.sample(args.batch, torch.Generator().manual_seed(0))])
+    genos = genotypes(args.model, args.budget, args.memory, args.seed)
+    every = max(1, args.memory // 10)
+    t0 = time.perf_counter()
+    for i, geno in enumerate(genos, start=1):
+        scorer.score((i, geno, "full"))
+        if i % every == 0 or i == 1:
+            print(f"{i:5d} candidates  RSS {rss_mb():7.1f} MB  {(time.perf_counter() - t0) / i:.3f} s/candidate",
+                  flush=True)
+
+
+def executors(args) -> None:
+    config = SearchConfig(model=args.model, budget=args.budget, data=args.data, batch_size=args.batch,
+                          samples=args.executors, seed=args.seed)
+    rows = []
+    for label, run in (("local, 2 threads", RunOptions(threads=2, progress=False)),
+                       ("local, 1 thread", RunOptions(threads=1, progress=False)),
+                       ("2 processes x 1 thread", RunOptions("process", workers=2, progress=False))):
+        with tempfile.TemporaryDirectory() as out:
+            result = run_search(config, out, run=run)
+        rows.append([label, f"{result.timings['scoring']:.1f}", f"{result.timings['scoring'] / args.executors:.3f}",
+                     result.best.text[:40]])
+    print(f"{args.executors} {args.model} candidates at {args.budget}, batch {args.batch}:")
+    print(format_table(rows, ["executor", "s scoring", "s per candidate", "winner"], align="lrrl"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="wrn-40-2")
+    p.add_argument("--budget", default="800k")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--candidates", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory", type=int, default=0, help="score this many candidates, printing RSS")
+    p.add_argument("--executors", type=int, default=0, help="compare executors on this many candidates")
+    args = p.parse_args()
+    if args.memory:
+        memory(args)
+    elif args.executors:
+        executors(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
