@@ -390,10 +390,11 @@ class _Teacher:
 
 
 def train_model(config: TrainConfig | str, data: str | DataSpec, out: str | Path,
-          model: ModelDesc | str, *, teacher: str | Path | None = None,
-          teacher_weights: str | Path | None = None, role: str | None = None, resume: bool = False,
-          device: str | torch.device | None = None, progress: bool = True,
-          on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                model: ModelDesc | str, *, teacher: str | Path | None = None,
+                teacher_weights: str | Path | None = None, role: str | None = None,
+                resume: bool = False, device: str | torch.device | None = None,
+                progress: bool = True,
+                on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `model` on `data`, writing checkpoints, metrics and a record to `out`.
 
     `teacher` (a checkpoint or ``torchvision:NAME`` with `teacher_weights`) turns on attention

@@ -24,6 +24,8 @@ from ..train import (RECIPES, ModelDesc, TrainConfig, evaluate, load_checkpoint,
                      recipe, train_model)
 
 _TYPES = {"int": int, "float": float, "str": str}
+_DATA_HELP = "cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic"
+_DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,16 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True,
                    help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
     e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
-    e.add_argument("--data", required=True, help="cifar10:PATH, cifar100:PATH, imagenet:PATH, digits, synthetic")
+    e.add_argument("--data", required=True, help=_DATA_HELP)
     e.add_argument("--batch-size", type=int, default=500, help="images per step (default 500)")
     e.add_argument("--workers", type=int, default=4, help="ImageNet loader processes (default 4)")
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    e.add_argument("--device", default=None, help=_DEVICE_HELP)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_evaluate)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="cifar10:PATH, cifar100:PATH, imagenet:PATH, digits, synthetic")
+    p.add_argument("--data", required=True, help=_DATA_HELP)
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.jsonl, record.json")
     p.add_argument("--recipe", default=None, choices=sorted(RECIPES),
                    help="preset of every training setting (default: imagenet for imagenet data, "
@@ -80,7 +82,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out from its last checkpoint (same settings)")
     p.add_argument("--input-size", type=int, default=None,
                    help="input side in pixels (default 32 for WRN, 224 for ResNets)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     g = p.add_argument_group("training settings (default: the recipe's)")
