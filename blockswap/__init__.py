@@ -43,3 +43,10 @@ __all__ += [
     "RECIPES", "ModelDesc", "TrainConfig", "at_loss", "attention_map", "evaluate", "kd_loss",
     "load_model", "load_split", "parse_data", "recipe", "train_model",
 ]
+
+# Search (paper Sec. 4): Fisher potential, ranking signals, budgeted sampling, resumable search.
+from .fisher import PROXIES, FisherPotential, fisher_potential, get_proxy, parse_signal  # noqa: E402
+from .search import RunOptions, SearchConfig, SearchResult, run_search, sample_genotypes  # noqa: E402
+
+__all__ += ["PROXIES", "FisherPotential", "RunOptions", "SearchConfig", "SearchResult", "fisher_potential",
+            "get_proxy", "parse_signal", "run_search", "sample_genotypes"]

@@ -253,7 +253,13 @@ def sample_genotypes(table: CostTable, budget: Budget, n: int, rng: np.random.Ge
         rate = in_window / draws
         if len(accepted) < n and rate > 0 and draws + (n - len(accepted)) / rate > 2 * max_draws:
             break  # hopeless: fail now instead of after max_draws proposals
+        if unique and in_window > 50 * n:
+            break  # so many hits and still too few distinct ones: the window holds fewer than n
     rate = in_window / draws
+    if len(accepted) < n and unique and in_window > 50 * n:
+        raise BlockSwapError(
+            f"only {len(accepted)} distinct genotypes of {where} fit budget {budget} ({in_window:,} hits in "
+            f"{draws:,} proposals), {n} asked; ask fewer samples or widen the tolerance")
     if len(accepted) < n:
         found = "distinct " if unique else ""
         raise BlockSwapError(

@@ -1,0 +1,94 @@
+"""``blockswap search``: sample students under a budget and keep the one with the highest Fisher potential."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..cost import format_count
+from ..fisher import PROXIES
+from ..report import format_table
+from ..search import EXECUTORS, RunOptions, SearchConfig, run_search
+
+_D = SearchConfig()
+_R = RunOptions()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="find the student with the highest Fisher potential within a budget",
+        description="Rejection-sample genotypes within a parameter or MAC budget, score each at "
+                    "initialisation with one minibatch (Fisher potential, paper Sec. 4), keep the best. "
+                    "Every score is saved to DIR/results.sqlite as it is computed; --resume continues.")
+    p.add_argument("--model", default=_D.model, help=f"network to shrink (default {_D.model})")
+    p.add_argument("--budget", default=_D.budget,
+                   help=f"parameters ('800k') or MACs per image ('macs=90M') (default {_D.budget})")
+    p.add_argument("--tolerance", type=float, default=_D.tolerance,
+                   help=f"relative budget window, accept budget*(1+-t) (default {_D.tolerance})")
+    p.add_argument("--candidates", default=None,
+                   help="comma-separated block types (default: the paper's 23 CIFAR candidates)")
+    p.add_argument("--samples", type=int, default=_D.samples, help=f"genotypes to score (default {_D.samples})")
+    p.add_argument("--data", required=True,
+                   help="cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic")
+    p.add_argument("--out", required=True, help="output folder (results.sqlite, winner.json, ...)")
+    p.add_argument("--seed", type=int, default=_D.seed, help=f"run seed (default {_D.seed})")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out without re-scoring")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--batch-size", type=int, default=_D.batch_size,
+                   help=f"Fisher minibatch size = training batch size (default {_D.batch_size})")
+    p.add_argument("--signals", default=",".join(_D.signals),
+                   help=f"comma-separated signals to record, the first ranks (default {_D.signals[0]}); "
+                        f"one of {', '.join(PROXIES)}, training ones as name@k")
+    p.add_argument("--augment", action="store_true", help="draw the minibatch with training augmentation")
+    p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the model's)")
+    p.add_argument("--halving", action="store_true",
+                   help="successive halving: rank all on a slice of the minibatch, rescore the top fraction")
+    p.add_argument("--halving-slice", type=float, default=_D.halving_slice,
+                   help=f"fraction of the minibatch in the first round (default {_D.halving_slice})")
+    p.add_argument("--halving-keep", type=float, default=_D.halving_keep,
+                   help=f"fraction of candidates rescored on the whole minibatch (default {_D.halving_keep})")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="recompute blocks in the backward pass: less memory, identical value")
+    p.add_argument("--micro-batch", type=int, default=None,
+                   help="push the minibatch in chunks of this size (APPROXIMATE: BN statistics per chunk)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="score in the contiguous memory format (slower on CPU, more precise)")
+    p.add_argument("--executor", default=_R.executor, choices=EXECUTORS,
+                   help=f"where candidates are scored (default {_R.executor})")
+    p.add_argument("--workers", type=int, default=_R.workers, help="worker processes or Ray actors (default 1)")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per scorer (default: torch's choice in-process, 1 per worker)")
+    p.add_argument("--device", default=_R.device, help=f"torch device (default {_R.device})")
+    p.add_argument("--top-k", type=int, default=_R.top_k, help=f"runner-ups to keep and show (default {_R.top_k})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = SearchConfig(
+        model=args.model, budget=args.budget, tolerance=args.tolerance, candidates=args.candidates,
+        samples=args.samples, data=args.data, batch_size=args.batch_size, seed=args.seed,
+        signals=tuple(s for s in args.signals.split(",") if s.strip()), augment=args.augment,
+        input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
+        halving_keep=args.halving_keep, checkpoint=args.checkpoint, micro_batch=args.micro_batch,
+        channels_last=args.channels_last)
+    options = RunOptions(executor=args.executor, workers=args.workers, address=args.address,
+                         threads=args.threads, device=args.device, progress=not (args.quiet or args.json),
+                         top_k=args.top_k)
+    result = run_search(config, args.out, resume=args.resume, run=options,
+                        log=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    s = result.sampling
+    print(f"{config.model} at {config.budget_value}: {s['accepted']} genotypes accepted from {s['draws']:,} "
+          f"proposals (acceptance {s['acceptance']:.2%}); {result.scored} scored "
+          f"({result.scored_now} now) in {result.seconds:.1f} s")
+    rows = [[t["rank"], t["index"], format_count(t["params"]), format_count(t["macs"]), f"{t['score']:.6g}",
+             t["genotype"]] for t in result.top]
+    print(format_table(rows, ["rank", "cand", "params", "MACs", result.signal, "genotype"], align="rrrrrl"))
+    print(f"\nwinner: {result.best.text}\n  {result.params:,} parameters, {result.macs:,} MACs, "
+          f"{result.signal} {result.score:.6g}\n  saved to {result.out / 'winner.json'}")
+    return 0

@@ -1,0 +1,164 @@
+"""The Fisher potential and the other ranking signals, against independent computations."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import blockswap
+from blockswap import BlockSwapError, fisher_potential, parse_signal
+from blockswap.fisher import get_proxy
+
+from _search_reference import brute_fisher
+
+GENO = "S,G(4),B(2),BG(2,M/4),G(N),BG(2,4)"  # wrn-16-1: every family, every stage
+
+
+def tiny(seed=0, geno=GENO):
+    torch.manual_seed(seed)
+    return blockswap.build_model("wrn-16-1", geno)
+
+
+def batch(n=6, size=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_fisher_equals_brute_force_per_channel_loops():
+    x, y = batch()
+    model = tiny()
+    reference = brute_fisher(copy.deepcopy(model), x, y)
+    fp = fisher_potential(model, x, y)
+    assert len(fp.per_block) == 6
+    np.testing.assert_allclose(fp.per_block, reference, rtol=1e-5)
+    assert fp.total == pytest.approx(sum(reference), rel=1e-5)
+    assert all(v > 0 for v in fp.per_block)
+
+
+def test_fisher_uses_the_mean_loss_and_1_over_2N():
+    # The batch twice over: BN statistics are unchanged, so each example's activations are too;
+    # the mean-loss gradient halves, so each squared term quarters, and 2N terms over 2*(2N)
+    # leave Delta at exactly a quarter. A sum loss or a missing 1/(2N) would break this.
+    x, y = batch(n=4)
+    single = fisher_potential(tiny(), x, y).total
+    double = fisher_potential(tiny(), torch.cat([x, x]), torch.cat([y, y])).total
+    assert double == pytest.approx(single / 4, rel=1e-4)
+
+
+def test_fisher_leaves_weights_and_grads_alone():
+    x, y = batch()
+    model = tiny()
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    fisher_potential(model, x, y)
+    for name, p in model.named_parameters():
+        assert p.grad is None, name
+        assert torch.equal(p, before[name]), name
+
+
+def test_checkpointing_gives_the_same_value():
+    x, y = batch()
+    plain = fisher_potential(tiny(), x, y)
+    checked = fisher_potential(tiny(), x, y, checkpoint=True)
+    np.testing.assert_allclose(checked.per_block, plain.per_block, rtol=1e-6)
+
+
+def test_micro_batches_are_per_chunk_bn_as_documented():
+    x, y = batch(n=8)
+    chunked = fisher_potential(tiny(), x, y, micro_batch=4)
+    # Reference: each chunk on its own (its own BN statistics), loss weighted 1/N of the batch.
+    ref = np.zeros(6)
+    for s in (slice(0, 4), slice(4, 8)):
+        ref += brute_fisher(tiny(), x[s], y[s], loss_scale=1 / 8)
+    np.testing.assert_allclose(chunked.per_block, ref, rtol=1e-5)
+    assert fisher_potential(tiny(), x, y, micro_batch=8).total == pytest.approx(
+        fisher_potential(tiny(), x, y).total, rel=1e-6)
+
+
+def test_channels_last_agrees_with_contiguous():
+    x, y = batch()
+    ref = fisher_potential(tiny(), x, y).total
+    model = tiny().to(memory_format=torch.channels_last)
+    fast = fisher_potential(model, x.contiguous(memory_format=torch.channels_last), y).total
+    assert fast == pytest.approx(ref, rel=1e-2)  # float32 channels-last kernels round differently
+
+
+def test_fisher_after_two_sgd_steps_sums_each_steps_fisher():
+    (x0, y0), (x1, y1) = batch(seed=1), batch(seed=2)
+    ref_model = tiny()
+    first = sum(brute_fisher(ref_model, x0, y0))
+    opt = torch.optim.SGD(ref_model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    ref_model.zero_grad()
+    F.cross_entropy(ref_model(x0), y0).backward()
+    opt.step()
+    ref_model.zero_grad()
+    second = sum(brute_fisher(ref_model, x1, y1))
+    value = parse_signal("fisher@2")(tiny(), [(x0, y0), (x1, y1)])
+    assert value == pytest.approx(first + second, rel=1e-4)
+
+
+def test_snip_and_accuracy_signals_match_direct_formulas():
+    x, y = batch()
+    model = tiny()
+    model.train()
+    logits = model(x)
+    F.cross_entropy(logits, y).backward()
+    snip = sum(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in model.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert parse_signal("snip")(tiny(), [(x, y)]) == pytest.approx(snip, rel=1e-5)
+    acc = float((logits.argmax(1) == y).float().mean())
+    assert parse_signal("train_acc@1")(tiny(), [(x, y)]) == pytest.approx(acc)
+    stepped = tiny()
+    opt = torch.optim.SGD(stepped.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    F.cross_entropy(stepped(x), y).backward()
+    opt.step()
+    norms = sum(float(p.detach().norm()) for p in stepped.parameters())
+    assert parse_signal("l2@1")(tiny(), [(x, y)]) == pytest.approx(norms, rel=1e-6)
+
+
+def test_naswot_matches_hamming_kernel():
+    x, _ = batch(n=5)
+    model = tiny()
+    codes = []
+    handles = [m.register_forward_hook(lambda _m, _i, o: codes.append((o.detach().reshape(5, -1) > 0).numpy()))
+               for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    c = np.concatenate(codes, axis=1)
+    units = c.shape[1]
+    k = np.array([[units - np.sum(c[i] != c[j]) for j in range(5)] for i in range(5)], dtype=float)
+    assert parse_signal("naswot")(tiny(), [(x, None)]) == pytest.approx(np.linalg.slogdet(k)[1], rel=1e-9)
+
+
+def test_synflow_and_jacob_cov_are_finite_and_leave_the_model_alone():
+    x, y = batch()
+    model = tiny()
+    before = copy.deepcopy(model.state_dict())
+    assert math.isfinite(parse_signal("synflow")(model, [(x, y)])) and parse_signal("synflow")(model, [(x, y)]) > 0
+    assert math.isfinite(parse_signal("jacob_cov")(model, [(x, y)]))
+    for k, v in model.state_dict().items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, before[k]), k
+
+
+def test_registry_is_strict():
+    with pytest.raises(BlockSwapError, match="valid signals: fisher, train_acc, l2, grad_norm, snip"):
+        get_proxy("fishr")
+    with pytest.raises(BlockSwapError, match="one minibatch at initialisation"):
+        parse_signal("snip@3")
+    assert parse_signal("fisher@10").steps == 10 and parse_signal("FISHER").name == "fisher"
+    assert all(p.higher_is_better for p in blockswap.PROXIES.values())
+    with pytest.raises(BlockSwapError, match="needs 3 minibatches"):
+        parse_signal("fisher@3")(tiny(), [batch()])
+
+
+def test_bad_batches_are_one_line_errors():
+    with pytest.raises(BlockSwapError, match="at least 2 examples"):
+        fisher_potential(tiny(), *batch(n=1))
+    with pytest.raises(BlockSwapError, match="not both"):
+        fisher_potential(tiny(), *batch(), checkpoint=True, micro_batch=4)
