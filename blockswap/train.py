@@ -463,6 +463,8 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
         history, start = list(state["history"]), int(state["epoch"])
         if dist.is_main and progress:
             print(f"resuming {str(ckpt_path)!r} after epoch {start}/{cfg.epochs}", file=sys.stderr)
+    elif resume and dist.is_main and progress:
+        print(f"no checkpoint in {str(out)!r} yet: starting the run", file=sys.stderr)
     if dist.is_main:
         _write_metrics(out, history)  # drops lines of an epoch whose checkpoint never landed
 
