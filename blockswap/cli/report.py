@@ -1,0 +1,71 @@
+"""``blockswap report``: tables and plots of searches and training runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..cost import format_count
+from ..report import format_table, load_records, plot_runs, plot_search, run_groups, search_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="tables and plots of searches and training runs")
+    rsub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    s = rsub.add_parser("search", help="the ranked candidates of a search folder, and a scatter plot",
+                        description="Rank the candidates of a `blockswap search` output folder; "
+                                    "optionally plot the ranking signal against cost.")
+    s.add_argument("folder", help="output folder of `blockswap search` (candidates.csv, top.json)")
+    s.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
+    s.add_argument("--plot", default=None, help="write a plot to this file (.png, .pdf, .svg)")
+    s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    s.set_defaults(func=run_search_report)
+
+    r = rsub.add_parser("runs", help="trained networks: error mean and std over seeds, and a plot",
+                        description="Group training runs (record.json files) by method, network "
+                                    "and genotype; show top-1/top-5 error mean +- std over seeds.")
+    r.add_argument("paths", nargs="+", help="run folders, record.json files, or folders of runs")
+    r.add_argument("--plot", default=None, help="write error vs parameters to this file")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    r.set_defaults(func=run_runs_report)
+
+
+def run_search_report(args: argparse.Namespace) -> int:
+    table = search_table(args.folder)
+    ranked = table.ranked()[: max(args.top, 1)]
+    if args.plot:
+        plot_search(table, args.plot, args.metric)
+    if args.json:
+        print(json.dumps({"folder": str(table.folder), "signal": table.signal, "scored": len(table.scored),
+                          "candidates": len(table.rows), "top": ranked,
+                          **({"plot": args.plot} if args.plot else {})}))
+        return 0
+    rows = [[i + 1, f"{r['score']:.6g}", format_count(r["params"]), format_count(r["macs"]), r["genotype"]]
+            for i, r in enumerate(ranked)]
+    print(format_table(rows, ["rank", table.signal, "params", "MACs", "genotype"], align="rrrrl"))
+    print(f"\n{len(table.scored)} of {len(table.rows)} candidates scored in {table.folder}"
+          + (f"; plot written to {args.plot}" if args.plot else ""))
+    return 0
+
+
+def run_runs_report(args: argparse.Namespace) -> int:
+    groups = run_groups(load_records(args.paths))
+    if args.plot:
+        plot_runs(groups, args.plot)
+    if args.json:
+        print(json.dumps({"groups": groups, **({"plot": args.plot} if args.plot else {})}))
+        return 0
+    rows = [[g["method"], g["network"], _short(g["genotype"]), format_count(g["params"]), format_count(g["macs"]),
+             g["runs"], f"{g['top1_error']:.2f} +- {g['top1_std']:.2f}", f"{g['top5_error']:.2f} +- {g['top5_std']:.2f}"]
+            for g in groups]
+    print(format_table(rows, ["method", "network", "genotype", "params", "MACs", "runs", "top-1 err %",
+                              "top-5 err %"], align="llllrrrr"))
+    if args.plot:
+        print(f"\nplot written to {args.plot}")
+    return 0
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,75 @@
+"""`blockswap report`: grouping over seeds, ranking, and plots a user can open."""
+
+import json
+
+import pytest
+
+import blockswap as bs
+from blockswap.report import load_records, plot_runs, plot_search, run_groups, search_table
+from conftest import run_cli
+
+
+def write_record(folder, role, genotype, seed, top1, top5, teacher=True, beta=1000.0):
+    folder.mkdir(parents=True)
+    rec = {"format": "blockswap.run", "version": 1, "role": role, "data": "digits",
+           "model": {"kind": "blockswap", "name": "wrn-16-2", "genotype": genotype},
+           "config": {"beta": beta, "kd_weight": 0.0}, "teacher": {"source": "t"} if teacher else None,
+           "genotype": genotype, "params": 1000 if genotype else 5000, "macs": 10, "top1_error": top1,
+           "top5_error": top5, "seeds": {"run": seed}}
+    (folder / "record.json").write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    errors = {"teacher": [2.0, 3.0, 4.0], "at": [5.0, 6.0, 8.0], "ce": [7.0, 7.5]}
+    for seed, e in enumerate(errors["teacher"]):
+        write_record(tmp_path / f"teacher-{seed}", "teacher", None, seed, e, 0.5, teacher=False)
+    for seed, e in enumerate(errors["at"]):
+        write_record(tmp_path / f"at-{seed}", "student", "S,G(4)", seed, e, 1.0)
+    for seed, e in enumerate(errors["ce"]):
+        write_record(tmp_path / "nested" / f"ce-{seed}", "student", "S,G(4)", seed, e, 1.0, teacher=False)
+    return tmp_path, errors
+
+
+def test_groups_give_mean_and_sample_std_over_seeds(runs):
+    folder, errors = runs
+    groups = {g["method"]: g for g in run_groups(load_records([folder]))}
+    assert set(groups) == {"teacher", "student (AT beta=1000)", "student (no distillation)"}
+    for name, key in [("teacher", "teacher"), ("student (AT beta=1000)", "at"), ("student (no distillation)", "ce")]:
+        values = errors[key]
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        assert groups[name]["top1_error"] == pytest.approx(mean)
+        assert groups[name]["top1_std"] == pytest.approx(std)
+        assert groups[name]["runs"] == len(values)
+
+
+def test_plots_are_real_png_files(runs, tmp_path):
+    folder, _ = runs
+    path = plot_runs(run_groups(load_records([folder])), tmp_path / "plots" / "runs.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_search_report_ranks_by_the_signal(tmp_path):
+    scores = {0: 0.5, 1: 2.5, 2: None, 3: 1.5}
+    lines = ["index,genotype,params,macs,seed,fisher,fisher_per_block,seconds"]
+    for i, s in scores.items():
+        lines.append(f"{i},\"S,G({2 ** i})\",{100 + i},{10 + i},7,{'' if s is None else s},,0.1")
+    (tmp_path / "candidates.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "top.json").write_text(json.dumps({"signal": "fisher", "higher_is_better": True, "top": []}))
+    table = search_table(tmp_path)
+    assert [r["index"] for r in table.ranked()] == [1, 3, 0]  # highest first, unscored left out
+    assert plot_search(table, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    res = run_cli("report", "search", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["top"][0]["genotype"] == "S,G(2)"
+
+
+def test_report_errors_are_one_line(tmp_path):
+    with pytest.raises(bs.BlockSwapError, match="not a finished search folder"):
+        search_table(tmp_path)
+    (tmp_path / "record.json").write_text("{}")
+    with pytest.raises(bs.BlockSwapError, match="not a BlockSwap run record"):
+        load_records([tmp_path])
+    res = run_cli("report", "runs", str(tmp_path / "nowhere"))
+    assert res.returncode == 2 and res.stderr.startswith("blockswap: error:") and "Traceback" not in res.stderr
