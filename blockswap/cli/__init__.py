@@ -1,7 +1,7 @@
 """The ``blockswap`` command.
 
 Each concept registers its subcommands from its own module (``cli/core.py``: blocks, cost;
-``cli/search.py``: search; ``cli/train.py``: train, evaluate). Errors in user input are
+``cli/search.py``: search; ``cli/train.py``: train, evaluate; ``cli/report.py``: report). Errors in user input are
 `BlockSwapError`s: printed as one line, exit status 2, never a stack trace.
 """
 
@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"blockswap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # that capability is not part of this build
-            raise
-        module.register(sub)
+        importlib.import_module(f".{name}", __name__).register(sub)
     return parser
 
 
