@@ -26,6 +26,7 @@ import io
 import itertools
 import json
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -158,13 +159,19 @@ EXECUTORS = ("local", "process", "ray")
 class RunOptions:
     """How a search runs; none of it changes which candidate wins."""
 
-    executor: str = "local"  # local: this process; process: local worker processes; ray: a Ray cluster
+    # process: worker processes whose OpenMP threads sleep while waiting (WORKER_ENV), robust when
+    # the cores are shared; local: this process (no start-up cost); ray: a Ray cluster.
+    executor: str = "process"
     workers: int = 1  # worker processes or Ray actors (process / ray executors)
     address: str | None = None  # Ray cluster address ("auto", "ray://host:10001"); None: a local Ray
-    threads: int | None = None  # torch threads per scorer; None: torch's default here, 1 per worker
+    threads: int | None = None  # torch threads per scorer; None: this process's threads / workers
     device: str = "cpu"  # torch device for scoring ("cpu", "cuda", "cuda:1", "mps")
     progress: bool = True  # a progress bar on stderr
     top_k: int = 10  # runner-ups kept in top.json and the final table
+
+    @property
+    def scorer_threads(self) -> int:
+        return self.threads or max(1, torch.get_num_threads() // self.workers)
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -374,6 +381,24 @@ def _bounded(submit: Callable[[Task], Any], tasks: Iterable[Task], window: int,
                 pending.add(submit(t))
 
 
+# OpenMP threads that spin while waiting stall every op when the cores are shared (measured on
+# a 2-core machine running other jobs: 2 threads 6x slower than 1); sleeping waiters do not.
+# Workers start with a fresh OpenMP runtime, so they get this unless the user chose a policy.
+WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@contextlib.contextmanager
+def _worker_env() -> Iterator[dict[str, str]]:
+    """WORKER_ENV in os.environ while workers start (spawned children copy it), then restored."""
+    added = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield added
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 @contextlib.contextmanager
 def _process_executor(run: RunOptions, config: SearchConfig, batches) -> Iterator[RunTasks]:
     import multiprocessing
@@ -381,7 +406,9 @@ def _process_executor(run: RunOptions, config: SearchConfig, batches) -> Iterato
     # spawn, not fork: forking a process whose OpenMP pool is running can deadlock the child.
     pool = ProcessPoolExecutor(run.workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker,
-                               initargs=(config, batches, run.device, run.threads or 1))
+                               initargs=(config, batches, run.device, run.scorer_threads))
+    env = contextlib.ExitStack()
+    env.enter_context(_worker_env())  # the pool spawns its workers at the first submissions
 
     def wait_one(pending):
         done, rest = wait(pending, return_when=FIRST_COMPLETED)
@@ -392,6 +419,7 @@ def _process_executor(run: RunOptions, config: SearchConfig, batches) -> Iterato
                                      wait_one, lambda f: f.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        env.close()
 
 
 @contextlib.contextmanager
@@ -400,7 +428,7 @@ def _ray_executor(run: RunOptions, config: SearchConfig, batches) -> Iterator[Ru
         import ray
     except ImportError:
         raise BlockSwapError("the ray executor needs Ray: pip install 'blockswap[ray]'") from None
-    threads = run.threads or 1
+    threads = run.scorer_threads
     started = not ray.is_initialized()
     if started:
         try:
@@ -412,7 +440,8 @@ def _ray_executor(run: RunOptions, config: SearchConfig, batches) -> Iterator[Ru
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise BlockSwapError(f"cannot start or reach Ray at {run.address or 'a local instance'}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    actor_class = ray.remote(num_cpus=threads)(Scorer)
+    actor_class = ray.remote(num_cpus=threads, runtime_env={"env_vars": {
+        **{k: v for k, v in WORKER_ENV.items() if k not in os.environ}, "OMP_NUM_THREADS": str(threads)}})(Scorer)
     shared = ray.put(batches)
     actors = [actor_class.remote(config, shared, run.device, threads) for _ in range(run.workers)]
     idle = list(actors)

@@ -105,7 +105,7 @@ def scores_of(out):
 
 def test_search_picks_the_brute_force_argmax_and_writes_its_files(tmp_path):
     config = SearchConfig(samples=6, **CFG)
-    result = run_search(config, tmp_path, run=RunOptions(progress=False, top_k=3))
+    result = run_search(config, tmp_path, run=RunOptions("local", progress=False, top_k=3))
     # Recompute every candidate independently: same seed rule, same minibatch, brute-force Fisher.
     split = blockswap.load_split("synthetic", "train", 16)
     x, y = split.sample(8, torch.Generator().manual_seed(derive_seed(3, "minibatch")))
@@ -152,7 +152,7 @@ KILL = dict(CFG, model="wrn-16-1", budget="100k", candidates=None)
 
 def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     config = SearchConfig(samples=60, **KILL)
-    reference = run_search(config, tmp_path / "ref", run=RunOptions(progress=False, threads=1))
+    reference = run_search(config, tmp_path / "ref", run=RunOptions("local", progress=False, threads=1))
     out = tmp_path / "killed"
     args = ["search", "--model", "wrn-16-1", "--budget", "100k", "--tolerance", "0.2", "--samples", "60", "--data", "synthetic", "--batch-size", "8", "--seed", "3",
             "--input-size", "16", "--threads", "1", "--out", str(out), "--quiet"]
@@ -178,8 +178,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
         survived = con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     assert 10 <= survived < 60
     with pytest.raises(BlockSwapError, match="--resume"):
-        run_search(config, out, run=RunOptions(progress=False))
-    resumed = run_search(config, out, resume=True, run=RunOptions(progress=False, threads=1))
+        run_search(config, out, run=RunOptions("local", progress=False))
+    resumed = run_search(config, out, resume=True, run=RunOptions("local", progress=False, threads=1))
     assert resumed.scored_now == 60 - survived  # nothing that was committed is scored again
     assert resumed.best.text == reference.best.text
     assert scores_of(out) == scores_of(tmp_path / "ref")
@@ -190,7 +190,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
 def test_process_and_ray_executors_give_the_sequential_scores(tmp_path):
     pytest.importorskip("ray")
     config = SearchConfig(samples=6, **CFG)
-    local = run_search(config, tmp_path / "local", run=RunOptions(progress=False, threads=1))
+    local = run_search(config, tmp_path / "local", run=RunOptions("local", progress=False, threads=1))
     procs = run_search(config, tmp_path / "process", run=RunOptions("process", workers=2, progress=False))
     ray = run_search(config, tmp_path / "ray", run=RunOptions("ray", workers=2, progress=False))
     assert scores_of(tmp_path / "process") == scores_of(tmp_path / "local")
@@ -200,8 +200,8 @@ def test_process_and_ray_executors_give_the_sequential_scores(tmp_path):
 
 def test_halving_rescores_the_slice_top_on_the_full_batch(tmp_path):
     config = SearchConfig(samples=6, halving=True, halving_slice=0.5, halving_keep=0.3, **CFG)
-    result = run_search(config, tmp_path / "h", run=RunOptions(progress=False))
-    full = run_search(SearchConfig(samples=6, **CFG), tmp_path / "f", run=RunOptions(progress=False))
+    result = run_search(config, tmp_path / "h", run=RunOptions("local", progress=False))
+    full = run_search(SearchConfig(samples=6, **CFG), tmp_path / "f", run=RunOptions("local", progress=False))
     with sqlite3.connect(tmp_path / "h" / "results.sqlite") as db:
         slice_scores = dict(db.execute("SELECT idx, score FROM scores WHERE stage = 'slice'").fetchall())
         rescored = {i for (i,) in db.execute("SELECT idx FROM scores WHERE stage = 'full'")}

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=_R.workers, help="worker processes or Ray actors (default 1)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per scorer (default: torch's choice in-process, 1 per worker)")
+                   help="torch threads per scorer (default: the cores divided among the workers)")
     p.add_argument("--device", default=_R.device, help=f"torch device (default {_R.device})")
     p.add_argument("--top-k", type=int, default=_R.top_k, help=f"runner-ups to keep and show (default {_R.top_k})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
