@@ -360,7 +360,23 @@ _WORKER_SCORER: Scorer | None = None
 
 def _init_worker(config: SearchConfig, batches, device: str, threads: int) -> None:
     global _WORKER_SCORER
+    _exit_with_parent()
     _WORKER_SCORER = Scorer(config, batches, device, threads)
+
+
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """End this worker when the search process dies (e.g. ``kill -9``): an orphaned worker would
+    otherwise wait for tasks forever, holding its memory."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="blockswap-parent-watch").start()
 
 
 def _score_in_worker(task: Task) -> dict[str, Any]:

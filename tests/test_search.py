@@ -147,9 +147,31 @@ def test_scores_do_not_depend_on_order_or_global_rng():
     assert first == second[::-1]
 
 
+def children(pid):
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat))
+    return out
+
+
+def alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 KILL = dict(CFG, model="wrn-16-1", budget="100k", candidates=None)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find the worker processes")
 def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     config = SearchConfig(samples=60, **KILL)
     reference = run_search(config, tmp_path / "ref", run=RunOptions("local", progress=False, threads=1))
@@ -172,8 +194,14 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
             if done >= 10:
                 break
     assert proc.poll() is None, f"search ended before it could be killed: {proc.stderr.read()}"
+    workers = children(proc.pid)
+    assert workers  # the default executor scores in a worker process
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)  # no orphan keeps scoring or holding memory
     with sqlite3.connect(db) as con:
         survived = con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     assert 10 <= survived < 60
