@@ -124,7 +124,9 @@ def _checkpointed_blocks(model: nn.Module, enabled: bool) -> Iterator[None]:
 @torch.no_grad()
 def _block_fisher(a: torch.Tensor, g: torch.Tensor, n: int) -> float:
     """sum_c 1/(2n) sum_examples (sum_ij a*g)^2 for one probe; n is the whole batch size."""
-    s = (a * g).sum(dim=(2, 3), dtype=torch.float64)  # (examples, C), any memory format
+    # (examples, C): float32 sums over H*W terms (1e-8 relative here), then squares and the sum
+    # over examples and channels in float64; an upcast inside the spatial sum cost 2.4x as much.
+    s = (a * g).sum(dim=(2, 3)).double()
     return float(s.pow(2).sum() / (2 * n))
 
 

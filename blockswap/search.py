@@ -620,11 +620,14 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     if path.exists() and not resume:
         raise BlockSwapError(f"{str(out)!r} already holds a search ({RESULTS_FILE}); "
                              "add --resume to continue it or choose another output folder")
-    out.mkdir(parents=True, exist_ok=True)
     spec = network_spec(config.model)
     candidates = parse_candidates(config.candidates)
-    store = ResultStore(path)
     timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    batches = _fisher_batches(config)  # first: bad data fails before anything is written
+    timings["data"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(path)
     try:
         if store.started():
             _check_resumable(store, config)
@@ -644,13 +647,12 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
             sampling = report.summary()
             store.start(config, sampling, rows)
             timings["sampling"] = time.perf_counter() - t0
+            say(f"{config.samples} genotypes within {config.budget_value} from {report.draws:,} proposals "
+                f"(acceptance {report.acceptance:.2%}, {timings['sampling']:.1f} s, no network built)")
         if sampling["rare"]:
             say(f"note: acceptance {sampling['acceptance']:.2e} is below {config.min_acceptance:g}: "
                 "the budget is reachable but rare for these candidates")
         cands = store.candidates()
-        t0 = time.perf_counter()
-        batches = _fisher_batches(config)
-        timings["data"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored_now = _score_all(store, config, run, cands, batches)
         timings["scoring"] = time.perf_counter() - t0

@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="push the minibatch in chunks of this size (APPROXIMATE: BN statistics per chunk)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="score in the contiguous memory format (slower on CPU, more precise)")
-    p.add_argument("--executor", default=_R.executor, choices=EXECUTORS,
-                   help=f"where candidates are scored (default {_R.executor})")
+    p.add_argument("--executor", default=_R.executor,
+                   help=f"where candidates are scored: {', '.join(EXECUTORS)} (default {_R.executor})")
     p.add_argument("--workers", type=int, default=_R.workers, help="worker processes or Ray actors (default 1)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
     p.add_argument("--threads", type=int, default=None,
