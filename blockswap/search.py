@@ -159,7 +159,7 @@ EXECUTORS = ("local", "process", "ray")
 class RunOptions:
     """How a search runs; none of it changes which candidate wins."""
 
-    # process: worker processes whose OpenMP threads sleep while waiting (WORKER_ENV), robust when
+    # process: worker processes whose OpenMP threads spin only briefly (WORKER_ENV), robust when
     # the cores are shared; local: this process (no start-up cost); ray: a Ray cluster.
     executor: str = "process"
     workers: int = 1  # worker processes or Ray actors (process / ray executors)
@@ -397,10 +397,13 @@ def _bounded(submit: Callable[[Task], Any], tasks: Iterable[Task], window: int,
                 pending.add(submit(t))
 
 
-# OpenMP threads that spin while waiting stall every op when the cores are shared (measured on
-# a 2-core machine running other jobs: 2 threads 6x slower than 1); sleeping waiters do not.
-# Workers start with a fresh OpenMP runtime, so they get this unless the user chose a policy.
-WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+# OpenMP threads that spin long while waiting stall every op when the cores are shared: on a
+# 2-core machine running other jobs, libgomp's default spin made 2 threads 6x slower than 1.
+# Seconds per WRN-40-2 candidate (batch 128 / slice 32, 2 threads), idle -> beside 2 busy
+# loops: default 0.58 / 0.16 -> (6.0 / - beside another job); OMP_WAIT_POLICY=PASSIVE 0.69 /
+# 0.25 -> 1.40 / 0.44; GOMP_SPINCOUNT=10000 0.62 / 0.17 -> 1.52 / 0.66: near the best in both.
+# Workers start a fresh OpenMP runtime, so they get this unless the user set it.
+WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
 
 
 @contextlib.contextmanager
