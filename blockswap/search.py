@@ -65,7 +65,8 @@ def derive_seed(run_seed: int, *parts: str) -> int:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """What a search computes. Two searches with equal configs give the same candidates and scores.
+    """What a search computes. Two searches with equal configs give the same candidates and the
+    same scores (bit for bit at equal torch threads per scorer, whatever the executor).
 
     Defaults follow the paper (Sec. 4): 1000 samples within +-2.5% of the budget, one minibatch
     of the training batch size (128 on CIFAR), ranked by Fisher potential.
