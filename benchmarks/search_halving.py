@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("--workdir", default="runs/halving-study")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    run = RunOptions(threads=args.threads, progress=True)
+    run = RunOptions("process", threads=args.threads, progress=True)  # as the CLI
     rows, same, rel, speed = [], [], [], []
     for seed in args.seeds:
         base = dict(model=args.model, budget=args.budget, data=args.data, samples=args.samples, seed=seed)

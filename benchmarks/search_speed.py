@@ -14,7 +14,7 @@ Prints seconds per candidate and the ratios to the forward pass and to the naive
 
 ``--memory N`` scores N candidates through the search's `Scorer` and prints the resident memory
 every N/10 candidates (flat means nothing leaks across candidates). ``--executors N`` compares
-the in-process scorer (1 and 2 threads) with 2 worker processes of 1 thread on N candidates.
+worker processes (1 x 2 threads, 1 x 1, 2 x 1; start-up included) and the in-process scorer.
 
     python benchmarks/search_speed.py --candidates 20
     python benchmarks/search_speed.py --memory 1000
@@ -140,9 +140,10 @@ def executors(args) -> None:
     config = SearchConfig(model=args.model, budget=args.budget, data=args.data, batch_size=args.batch,
                           samples=args.executors, seed=args.seed)
     rows = []
-    for label, run in (("local, 2 threads", RunOptions(threads=2, progress=False)),
-                       ("local, 1 thread", RunOptions(threads=1, progress=False)),
-                       ("2 processes x 1 thread", RunOptions("process", workers=2, progress=False))):
+    for label, run in (("1 process x 2 threads", RunOptions("process", threads=2, progress=False)),
+                       ("1 process x 1 thread", RunOptions("process", threads=1, progress=False)),
+                       ("2 processes x 1 thread", RunOptions("process", workers=2, threads=1, progress=False)),
+                       ("in-process, 2 threads", RunOptions("local", threads=2, progress=False))):
         with tempfile.TemporaryDirectory() as out:
             result = run_search(config, out, run=run)
         rows.append([label, f"{result.timings['scoring']:.1f}", f"{result.timings['scoring'] / args.executors:.3f}",

@@ -160,9 +160,11 @@ EXECUTORS = ("local", "process", "ray")
 class RunOptions:
     """How a search runs; none of it changes which candidate wins."""
 
-    # process: worker processes whose OpenMP threads spin only briefly (WORKER_ENV), robust when
-    # the cores are shared; local: this process (no start-up cost); ray: a Ray cluster.
-    executor: str = "process"
+    # local: this process (no start-up cost); process: spawned worker processes whose OpenMP
+    # threads spin only briefly (WORKER_ENV), robust when the cores are shared (the CLI's
+    # default; a script must then guard its entry point with `if __name__ == "__main__":`);
+    # ray: a Ray cluster.
+    executor: str = "local"
     workers: int = 1  # worker processes or Ray actors (process / ray executors)
     address: str | None = None  # Ray cluster address ("auto", "ray://host:10001"); None: a local Ray
     threads: int | None = None  # torch threads per scorer; None: this process's threads / workers

@@ -54,8 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="push the minibatch in chunks of this size (APPROXIMATE: BN statistics per chunk)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="score in the contiguous memory format (slower on CPU, more precise)")
-    p.add_argument("--executor", default=_R.executor,
-                   help=f"where candidates are scored: {', '.join(EXECUTORS)} (default {_R.executor})")
+    # The CLI scores in a worker process: its OpenMP threads can be tuned for shared cores
+    # (search.WORKER_ENV), which this already-started process cannot.
+    p.add_argument("--executor", default="process",
+                   help=f"where candidates are scored: {', '.join(EXECUTORS)} (default process)")
     p.add_argument("--workers", type=int, default=_R.workers, help="worker processes or Ray actors (default 1)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
     p.add_argument("--threads", type=int, default=None,
