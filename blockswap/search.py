@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -46,6 +45,7 @@ from .files import atomic_write_json, atomic_write_text, versions
 from .fisher import FisherPotential, ProxyOptions, parse_signal
 from .genotype import Genotype
 from .models import build_model, network_spec
+from .seeding import seed_from, torch_seed
 
 RESULTS_FILE = "results.sqlite"
 RUN_FORMAT = "blockswap.search-run"
@@ -54,8 +54,7 @@ RUN_VERSION = 1
 
 def derive_seed(run_seed: int, *parts: str) -> int:
     """A 63-bit seed from the run seed and labels; the same in every process and on every machine."""
-    digest = hashlib.sha256(json.dumps([int(run_seed), *parts]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    return seed_from(json.dumps([int(run_seed), *parts]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,8 +317,7 @@ class Scorer:
 
         Built on the CPU, then moved, so the initial weights do not depend on the device.
         """
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(candidate_seed(self.config, genotype_text))
+        with torch_seed(candidate_seed(self.config, genotype_text)):
             model = build_model(self.config.model, genotype_text, self.num_classes)
         return model.to(self.device, memory_format=self.memory_format)
 

@@ -22,7 +22,6 @@ each process takes its slice (`data.shard_batches`); only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -42,6 +41,7 @@ from .distill import at_loss, kd_loss
 from .errors import BlockSwapError, choices
 from .files import atomic_torch_save, atomic_write_json, atomic_write_text, versions
 from .models import TEACHERS, build_model, build_teacher, network_spec
+from .seeding import seed_from, torch_seed
 
 SCHEDULES = ("cosine", "step")
 
@@ -121,11 +121,7 @@ def recipe(name: str = "cifar", **overrides: Any) -> TrainConfig:
 
 def run_seeds(seed: int) -> dict[str, int]:
     """Independent 63-bit seeds for each random stream of a run, derived from its one seed."""
-    def derive(stream: str) -> int:
-        digest = hashlib.sha256(f"blockswap:{seed}:{stream}".encode()).digest()
-        return int.from_bytes(digest[:8], "little") >> 1
-
-    return {"init": derive("init"), "data": derive("data")}
+    return {stream: seed_from(f"blockswap:{seed}:{stream}") for stream in ("init", "data")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,8 +212,7 @@ def parse_model(text: str, genotype: str | None = None, num_classes: int | None 
 
 def init_model(desc: ModelDesc, seed: int) -> nn.Module:
     """Build `desc` with its random initialisation drawn from `seed`, global RNG left untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seed(seed):
         return desc.build()
 
 
