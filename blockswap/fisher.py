@@ -238,6 +238,9 @@ class Signal:
 
     def __call__(self, model: nn.Module, batches: Sequence[Batch],
                  options: ProxyOptions = ProxyOptions()) -> "float | FisherPotential":
+        """The signal of `model` on `batches`. A training signal (``name@k``) takes its k SGD
+        steps on `model` itself, as the search wants for a throw-away candidate: pass a copy
+        to keep the original weights."""
         if len(batches) < self.steps:
             raise BlockSwapError(f"signal {self.name} needs {self.steps} minibatches, got {len(batches)}")
         return get_proxy(self.proxy).fn(model, batches, self.steps, options)

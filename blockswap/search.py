@@ -621,7 +621,8 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     say = log or (lambda _msg: None)
     out = Path(out)
     path = out / RESULTS_FILE
-    if path.exists() and not resume:
+    holds = _holds_search(path)
+    if holds and not resume:
         raise BlockSwapError(f"{str(out)!r} already holds a search ({RESULTS_FILE}); "
                              "add --resume to continue it or choose another output folder")
     spec = network_spec(config.model)
@@ -630,29 +631,18 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     t0 = time.perf_counter()
     batches = _fisher_batches(config)  # first: bad data fails before anything is written
     timings["data"] = time.perf_counter() - t0
+    # A new search samples before its results file exists, so an impossible budget writes nothing.
+    sampled = None if holds else _sample(config, spec, candidates, timings, say)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(path)
     try:
-        if store.started():
+        if sampled is None:
             _check_resumable(store, config)
             sampling = store.get_meta("sampling")
             say(f"resuming {path}: {len(store.scores('full'))} of {config.samples} candidates already scored")
         else:
-            t0 = time.perf_counter()
-            table = CostTable(spec, candidates, config.input_size)
-            rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
-            report = sample_genotypes(table, config.budget_value, config.samples, rng,
-                                      min_acceptance=config.min_acceptance, max_draws=config.max_draws)
-            rows = []
-            params, macs = table.totals(report.choices, "params"), table.totals(report.choices, "macs")
-            for i, choice in enumerate(report.choices):
-                text = ",".join(candidates[j].name for j in choice)
-                rows.append((i, text, int(params[i]), int(macs[i]), candidate_seed(config, text)))
-            sampling = report.summary()
+            sampling, rows = sampled
             store.start(config, sampling, rows)
-            timings["sampling"] = time.perf_counter() - t0
-            say(f"{config.samples} genotypes within {config.budget_value} from {report.draws:,} proposals "
-                f"(acceptance {report.acceptance:.2%}, {timings['sampling']:.1f} s, no network built)")
         if sampling["rare"]:
             say(f"note: acceptance {sampling['acceptance']:.2e} is below {config.min_acceptance:g}: "
                 "the budget is reachable but rare for these candidates")
@@ -664,6 +654,36 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     finally:
         store.close()
     return result
+
+
+def _holds_search(path: Path) -> bool:
+    """Whether `path` is a results file of a started search (not absent, not left empty)."""
+    if not path.exists():
+        return False
+    store = ResultStore(path)
+    try:
+        return store.started()
+    finally:
+        store.close()
+
+
+def _sample(config: SearchConfig, spec, candidates, timings: dict[str, float],
+            say: Callable[[str], None]) -> tuple[dict[str, Any], list[tuple]]:
+    """Rejection-sample the candidates: (sampling summary, rows of index, genotype, params, MACs, seed)."""
+    t0 = time.perf_counter()
+    table = CostTable(spec, candidates, config.input_size)
+    rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
+    report = sample_genotypes(table, config.budget_value, config.samples, rng,
+                              min_acceptance=config.min_acceptance, max_draws=config.max_draws)
+    rows = []
+    params, macs = table.totals(report.choices, "params"), table.totals(report.choices, "macs")
+    for i, choice in enumerate(report.choices):
+        text = ",".join(candidates[j].name for j in choice)
+        rows.append((i, text, int(params[i]), int(macs[i]), candidate_seed(config, text)))
+    timings["sampling"] = time.perf_counter() - t0
+    say(f"{config.samples} genotypes within {config.budget_value} from {report.draws:,} proposals "
+        f"(acceptance {report.acceptance:.2%}, {timings['sampling']:.1f} s, no network built)")
+    return report.summary(), rows
 
 
 def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions,

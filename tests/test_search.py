@@ -264,5 +264,6 @@ def test_cli_json_and_errors(tmp_path):
     assert summary["scored"] == 3 and summary["params"] == blockswap.cost("wrn-10-1", summary["best"]).params
     bad = run_cli(*[a if a != "40k" else "5M" for a in args[:-1]], str(tmp_path / "bad"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "can reach: 8.2K..77.8K params" in bad.stderr
+    assert not (tmp_path / "bad").exists()  # nothing written, so the corrected command just runs
     again = run_cli(*args)
     assert again.returncode == 2 and "--resume" in again.stderr
