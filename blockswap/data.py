@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import BlockSwapError, choices
+from .seeding import torch_seed
 
 DATASETS = ("cifar10:PATH", "cifar100:PATH", "imagenet:PATH", "digits", "synthetic")
 
@@ -538,8 +539,7 @@ class _SeededImages(torch.utils.data.Dataset):
                                  f"(JPEG, PNG, ...): {exc}") from None
         # torchvision's transforms draw from the global generator: seed it inside a fork so
         # the global state of this process (the trainer's, when workers=0) is left untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seed(seed):
             return self.transform(img), label
 
 

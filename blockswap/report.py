@@ -135,16 +135,16 @@ def plot_search(table: SearchTable, path: str | Path, metric: str = "params") ->
     ax.scatter([best[metric]], [best["score"]], marker="*", s=200, color="C3", label="winner")
     ax.set_xlabel("parameters" if metric == "params" else "MACs per image")
     ax.set_ylabel(table.signal)
-    if table.signal.startswith("fisher") and min(r["score"] for r in scored) > 0:
+    values = [r["score"] for r in scored]
+    # Fisher potentials span orders of magnitude: show them on a log scale when all are positive.
+    log = table.signal.startswith("fisher") and min(values) > 0
+    if log:
         ax.set_yscale("log")
     ax.legend()
     ax.set_title(f"search {table.folder.name}: {table.signal} vs {metric}")
-    values = [r["score"] for r in scored]
-    if table.signal.startswith("fisher") and min(values) > 0:
+    if log:
         values = [math.log10(v) for v in values]
-        hist.set_xlabel(f"log10 {table.signal}")
-    else:
-        hist.set_xlabel(table.signal)
+    hist.set_xlabel(f"log10 {table.signal}" if log else table.signal)
     hist.hist(values, bins=30)
     hist.set_ylabel("candidates")
     return _save_figure(fig, path)
@@ -157,6 +157,8 @@ def plot_search(table: SearchTable, path: str | Path, metric: str = "params") ->
 
 def load_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Every ``record.json`` in `paths` (run folders, record files, or folders of runs)."""
+    from .train import RECORD_FORMAT
+
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
@@ -171,8 +173,8 @@ def load_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
             rec = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise BlockSwapError(f"cannot read run record {str(f)!r}: {exc}") from None
-        if not isinstance(rec, dict) or rec.get("format") != "blockswap.run":
-            raise BlockSwapError(f"{str(f)!r} is not a BlockSwap run record (format blockswap.run)")
+        if not isinstance(rec, dict) or rec.get("format") != RECORD_FORMAT:
+            raise BlockSwapError(f"{str(f)!r} is not a BlockSwap run record (format {RECORD_FORMAT})")
         rec["_path"] = str(f)
         records.append(rec)
     if not records:

@@ -216,6 +216,7 @@ def init_model(desc: ModelDesc, seed: int) -> nn.Module:
         return desc.build()
 
 
+RECORD_FORMAT = "blockswap.run"  # record.json of a finished run (read by report.load_records)
 CHECKPOINT_FORMAT = "blockswap.checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -615,7 +616,7 @@ def _record(identity, desc, cfg, seeds, history, dist, amp_dtype) -> dict[str, A
     images = sum(r["train_images"] for r in history)
     seconds = sum(r["train_seconds"] for r in history)
     return {
-        "format": "blockswap.run", "version": 1, **identity, "genotype": desc.genotype,
+        "format": RECORD_FORMAT, "version": 1, **identity, "genotype": desc.genotype,
         **desc.cost(),
         "top1_error": last.get("val_top1_error"), "top5_error": last.get("val_top5_error"),
         "val_loss": last.get("val_loss"), "epochs_done": len(history),
