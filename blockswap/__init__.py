@@ -10,46 +10,70 @@ on a Budget" (ICLR 2020). Public API::
     bs.fisher_potential(model, x, y)                    # the paper's ranking signal (Sec. 4)
     bs.run_search(bs.SearchConfig(...), "runs/search")  # budgeted sampling + ranking, resumable
     bs.train_model(bs.recipe("cifar"), data, out, student, teacher=...)  # attention transfer
+
+The package follows the data: `space` (pure description: blocks, networks, genotypes, budgets,
+costs) -> `nn` (modules) -> `proxies` (ranking signals) -> `search` -> `train` -> `report`,
+with `data` feeding search and training and `cli` on top.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# The core: block zoo, genotypes, networks, costs (blocks.py, genotype.py, models.py, cost.py).
-from .blocks import (  # noqa: E402
+# The search space and its modules (paper Sec. 3.1): space/, nn/.
+from .errors import BlockSwapError  # noqa: E402
+from .nn import Block, BlockSwapNet, TorchvisionTeacher, build_model, build_teacher  # noqa: E402
+from .space import (  # noqa: E402
     DEFAULT_CANDIDATE_NAMES,
-    Block,
     BlockType,
+    Budget,
+    CostTable,
+    Genotype,
     Groups,
+    NetworkCost,
+    NetworkSpec,
     default_candidates,
     families,
+    load_genotype,
+    network_spec,
+    networks,
     parse_block,
+    parse_budget,
     parse_candidates,
+    read_reference_csv,
     register_family,
+    register_network,
 )
-from .cost import Budget, CostTable, NetworkCost, cost, parse_budget  # noqa: E402
-from .errors import BlockSwapError  # noqa: E402
-from .genotype import Genotype, load_genotype, read_reference_csv  # noqa: E402
-from .models import BlockSwapNet, build_model, build_teacher, network_spec  # noqa: E402
+from .space import network_cost as cost  # noqa: E402
 
-# Search (paper Sec. 4): Fisher potential, ranking signals, budgeted sampling, resumable search.
-from .fisher import PROXIES, FisherPotential, fisher_potential, get_proxy, parse_signal  # noqa: E402
+# Search (paper Sec. 4): ranking signals, budgeted sampling, resumable search.
+from .proxies import PROXIES, FisherPotential, fisher_potential, get_proxy, parse_signal, rank  # noqa: E402
 from .search import RunOptions, SearchConfig, SearchResult, run_search, sample_genotypes  # noqa: E402
 
-# Training and distillation (paper Sec. 3.2, 5, 6): data.py, distill.py, train.py.
+# Data, training and distillation (paper Sec. 3.2, 5, 6).
 from .data import load_split, parse_data  # noqa: E402
-from .distill import at_loss, attention_map, kd_loss  # noqa: E402
-from .train import RECIPES, ModelDesc, TrainConfig, evaluate, load_model, recipe, train_model  # noqa: E402
+from .train import (  # noqa: E402
+    RECIPES,
+    ModelDesc,
+    TrainConfig,
+    at_loss,
+    attention_map,
+    evaluate,
+    kd_loss,
+    load_model,
+    recipe,
+    train_model,
+)
 
 __all__ = [
-    # core
+    # space and modules
     "DEFAULT_CANDIDATE_NAMES", "Block", "BlockSwapError", "BlockSwapNet", "BlockType", "Budget",
-    "CostTable", "Genotype", "Groups", "NetworkCost", "build_model", "build_teacher", "cost",
-    "default_candidates", "families", "load_genotype", "network_spec", "parse_block",
-    "parse_budget", "parse_candidates", "read_reference_csv", "register_family",
+    "CostTable", "Genotype", "Groups", "NetworkCost", "NetworkSpec", "TorchvisionTeacher", "build_model",
+    "build_teacher", "cost", "default_candidates", "families", "load_genotype", "network_spec", "networks",
+    "parse_block", "parse_budget", "parse_candidates", "read_reference_csv", "register_family",
+    "register_network",
     # search
     "PROXIES", "FisherPotential", "RunOptions", "SearchConfig", "SearchResult", "fisher_potential",
-    "get_proxy", "parse_signal", "run_search", "sample_genotypes",
-    # training
+    "get_proxy", "parse_signal", "rank", "run_search", "sample_genotypes",
+    # data and training
     "RECIPES", "ModelDesc", "TrainConfig", "at_loss", "attention_map", "evaluate", "kd_loss",
     "load_model", "load_split", "parse_data", "recipe", "train_model",
 ]

@@ -8,12 +8,40 @@ the same directory, are fsync'ed, and replace the target with one `os.replace`, 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from .errors import BlockSwapError
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """A versioned file schema: every file BlockSwap writes says what it is and which version.
+
+    One check for all of them (genotypes, run records, search records, checkpoints), so a file
+    of another kind or version is refused with the same clear message everywhere.
+    """
+
+    name: str  # e.g. "blockswap.genotype"
+    version: int
+    what: str  # for messages, e.g. "BlockSwap genotype"
+
+    def stamp(self) -> dict[str, Any]:
+        """The leading keys of a file of this format."""
+        return {"format": self.name, "version": self.version}
+
+    def check(self, data: Any, source: str, hint: str = "") -> None:
+        """Raise a one-line error unless `data` (a parsed file) is of this format and version."""
+        if not isinstance(data, dict) or data.get("format") != self.name:
+            raise BlockSwapError(f"{source}: not a {self.what} (expected \"format\": \"{self.name}\"){hint}")
+        if data.get("version") != self.version:
+            raise BlockSwapError(f"{source}: {self.what} format version {data.get('version')!r} is not "
+                                 f"supported; this BlockSwap reads version {self.version}")
 
 
 def _atomic(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
@@ -81,4 +109,17 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     out["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    out["cpu"] = cpu_model()
+    out["threads"] = str(torch.get_num_threads())
     return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name: kernels (and their float32 rounding) differ between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,24 +1,30 @@
-"""Every random choice flows from one run seed.
+"""Every random choice flows from one run seed, through one derivation.
 
-Streams (model initialisation, data order, the search's minibatch, each candidate's weights)
-get their own seed by hashing a label that names them, so adding a stream never shifts another
-and a seed means the same on every machine and in every process. Code that must draw from
-torch's global generator (module constructors) does so inside `torch_seed`, which forks the
-global RNG state and restores it afterwards: the caller's random state is never disturbed.
+A stream (a model's initialisation, the data order, the search's minibatch, each candidate's
+weights) gets its own seed, ``derive_seed(run_seed, *labels)``: a hash of the run seed and the
+labels that name the stream, so adding a stream never shifts another and a seed means the same
+on every machine and in every process. Code that must draw from torch's global generator
+(module constructors) does so inside `torch_seed`, which forks the global RNG state and restores
+it afterwards: the caller's random state is never disturbed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from typing import Iterator
 
 import torch
 
 
-def seed_from(label: str) -> int:
-    """A 63-bit seed from a label (first 8 bytes of its SHA-256, little-endian, shifted right)."""
-    digest = hashlib.sha256(label.encode()).digest()
+def derive_seed(run_seed: int, *labels: str) -> int:
+    """A 63-bit seed for the stream named by `labels` of the run seeded by `run_seed`.
+
+    The first 8 bytes (little-endian) of the SHA-256 of the JSON list ``[run_seed, *labels]``,
+    shifted right by one bit.
+    """
+    digest = hashlib.sha256(json.dumps([int(run_seed), *map(str, labels)]).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 

@@ -11,9 +11,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import blockswap as bs
-from blockswap.blocks import Block, Complexity
-from blockswap.cost import CostTable, parse_budget, parse_count
-from blockswap.models import network_spec
+from blockswap.nn import Block
+from blockswap.space import Complexity
+from blockswap.space.costs import block_complexity
+from blockswap.space import CostTable, parse_budget, parse_count
+from blockswap.space import network_spec
 
 
 def counted(module, x):
@@ -37,7 +39,7 @@ def test_every_candidate_at_every_position_matches_pytorch(network):
             if key not in seen:  # positions with identical shapes share one measurement
                 module = Block(block, slot.c_in, slot.c_out, slot.stride)
                 seen[key] = counted(module, torch.randn(1, slot.c_in, slot.h, slot.w))
-            analytic = Block.complexity(block, slot.c_in, slot.c_out, slot.stride,
+            analytic = block_complexity(block, slot.c_in, slot.c_out, slot.stride,
                                         Complexity(slot.h, slot.w))
             assert (analytic.params, analytic.macs) == seen[key], (network, slot.index, block.name)
 
@@ -49,7 +51,7 @@ def test_odd_spatial_sizes_and_strides_match_pytorch():
             if block.problem(c_in, c_out):
                 continue
             module = Block(block, c_in, c_out, stride)
-            cx = Block.complexity(block, c_in, c_out, stride, Complexity(size, size))
+            cx = block_complexity(block, c_in, c_out, stride, Complexity(size, size))
             assert (cx.params, cx.macs) == counted(module, torch.randn(1, c_in, size, size)), name
 
 
@@ -67,7 +69,7 @@ def test_closed_form_block_costs_of_the_paper():
         "BG(4,M/8)": (2 * n * n // 4 + k * k * (n // 4) * 8, bn(n, n // 4, n // 4)),
     }
     for name, (weights, bn_params) in expected.items():
-        cx = Block.complexity(name, n, n, 1, Complexity(8, 8))
+        cx = block_complexity(name, n, n, 1, Complexity(8, 8))
         assert cx.params == weights + bn_params, name
         assert cx.macs == weights * hw, name
 
@@ -102,7 +104,7 @@ def test_random_genotypes_and_other_sizes_equal_built_model():
 
 
 def test_paper_figures_for_wrn_40_2():
-    # SPEC: WRN-40-2 has 2,243,546 parameters; stem + final BN + classifier hold 1,978.
+    # docs/paper.md: WRN-40-2 has 2,243,546 parameters; stem + final BN + classifier hold 1,978.
     c = bs.cost("wrn-40-2")
     assert c.params == 2_243_546
     assert c.fixed_params == 3 * 16 * 9 + 2 * 128 + 128 * 10 + 10 == 1978

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from blockswap import BlockSwapError
-from blockswap.distill import at_loss, attention_map, kd_loss
+from blockswap.train.distill import at_loss, attention_map, kd_loss
 
 
 def _map_by_hand(a: np.ndarray) -> np.ndarray:

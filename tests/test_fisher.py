@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 import blockswap
 from blockswap import BlockSwapError, fisher_potential, parse_signal
-from blockswap.fisher import get_proxy
+from blockswap.proxies import get_proxy
 
-from _search_reference import brute_fisher
+from helpers import brute_fisher
 
 GENO = "S,G(4),B(2),BG(2,M/4),G(N),BG(2,4)"  # wrn-16-1: every family, every stage
 

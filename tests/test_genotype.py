@@ -5,7 +5,7 @@ import json
 import pytest
 
 import blockswap as bs
-from blockswap.genotype import Genotype, reference_names
+from blockswap.space.genotype import Genotype, reference_names
 
 BS800K_AUTHORS = ['ConvB4', 'Conv', 'A16B2', 'DConvA4', 'DConvA8', 'ConvB4', 'DConvA4', 'Conv', 'DConvA16',
                   'DConvA2', 'Conv', 'DConvG16', 'DConvG8', 'DConvA2', 'DConvA2', 'G8B2', 'G4B2', 'DConvA8']

@@ -6,7 +6,7 @@ import pytest
 
 import blockswap as bs
 from blockswap.report import load_records, plot_runs, plot_search, run_groups, search_table
-from conftest import run_cli
+from helpers import run_cli
 
 
 def write_record(folder, role, genotype, seed, top1, top5, teacher=True, beta=1000.0):
@@ -50,23 +50,31 @@ def test_plots_are_real_png_files(runs, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-def test_search_report_ranks_by_the_signal(tmp_path):
+def test_search_report_ranks_by_the_signal_from_the_store(tmp_path):
+    # The results file is the truth: an exported candidates.csv that disagrees (truncated, or
+    # edited) must not change the ranking.
+    from blockswap.search import Candidate, ResultStore, SearchConfig
+
+    config = SearchConfig(model="wrn-10-1", budget="10k", samples=4, data="synthetic")
     scores = {0: 0.5, 1: 2.5, 2: None, 3: 1.5}
-    lines = ["index,genotype,params,macs,seed,fisher,fisher_per_block,seconds"]
-    for i, s in scores.items():
-        lines.append(f"{i},\"S,G({2 ** i})\",{100 + i},{10 + i},7,{'' if s is None else s},,0.1")
-    (tmp_path / "candidates.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "top.json").write_text(json.dumps({"signal": "fisher", "higher_is_better": True, "top": []}))
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        store.start(config, {"accepted": 4}, [Candidate(i, f"G({2 ** i}),S,S", 100 + i, 10 + i, 7) for i in scores])
+        for i, value in scores.items():
+            if value is not None:
+                store.add({"index": i, "stage": "full", "score": value, "signals": {"fisher": value},
+                           "per_block": [value], "seconds": 0.1})
+    (tmp_path / "candidates.csv").write_text("index,genotype,params,macs,seed,fisher\n0,\"G(1),S,S\",100,10,7,9.9\n")
     table = search_table(tmp_path)
     assert [r["index"] for r in table.ranked()] == [1, 3, 0]  # highest first, unscored left out
+    assert len(table.rows) == 4 and len(table.scored) == 3
     assert plot_search(table, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     res = run_cli("report", "search", str(tmp_path), "--json")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["top"][0]["genotype"] == "S,G(2)"
+    assert json.loads(res.stdout)["top"][0]["genotype"] == "G(2),S,S"
 
 
 def test_report_errors_are_one_line(tmp_path):
-    with pytest.raises(bs.BlockSwapError, match="not a finished search folder"):
+    with pytest.raises(bs.BlockSwapError, match="not a search folder"):
         search_table(tmp_path)
     (tmp_path / "record.json").write_text("{}")
     with pytest.raises(bs.BlockSwapError, match="not a BlockSwap run record"):

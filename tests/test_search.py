@@ -16,13 +16,14 @@ import torch
 
 import blockswap
 from blockswap import BlockSwapError, RunOptions, SearchConfig, run_search
-from blockswap.blocks import parse_candidates
-from blockswap.cost import CostTable, parse_budget
-from blockswap.models import network_spec
-from blockswap.search import Scorer, candidate_seed, derive_seed, sample_genotypes
+from blockswap.space import parse_candidates
+from blockswap.space import CostTable, parse_budget
+from blockswap.space import network_spec
+from blockswap.search import Scorer, ScoringData, candidate_seed, sample_genotypes
+from blockswap.seeding import derive_seed
 
-from _search_reference import brute_fisher
-from conftest import ROOT, run_cli
+from helpers import brute_fisher
+from helpers import ROOT, run_cli
 
 TINY_TYPES = "S,G(4),B(2),BG(2,M/4),G(N),BG(4,M/8)"  # BG(4,M/8) cannot split wrn-10-1's 4-wide bottleneck
 
@@ -137,7 +138,7 @@ def test_scores_do_not_depend_on_order_or_global_rng():
     config = SearchConfig(samples=2, **CFG)
     split = blockswap.load_split("synthetic", "train", 16)
     batch = [split.sample(8, torch.Generator().manual_seed(0))]
-    scorer = Scorer(config, batch)
+    scorer = Scorer(config, ScoringData(tuple(batch), 10))
     a, b = "S,G(4),B(2)", "G(N),S,S"
     state = torch.random.get_rng_state()
     first = [scorer.score((0, a, "full"))["score"], scorer.score((1, b, "full"))["score"]]

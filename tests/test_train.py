@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import blockswap.train as train_module
+import blockswap.train.loop as train_module
 from blockswap import BlockSwapError, Genotype
 from blockswap.data import Augment, TensorSplit, load_split
-from blockswap.distill import at_loss
+from blockswap.train.distill import at_loss
 from blockswap.train import (RECIPES, ModelDesc, evaluate, init_model, load_checkpoint, load_model,
                              parse_model, recipe, run_seeds, train_model)
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 TINY = dict(batch_size=64, cutout=8, eval_batch_size=128)  # 512 synthetic images: 8 steps/epoch
 MODEL = ModelDesc("blockswap", "wrn-10-1", input_size=16)
@@ -39,7 +39,7 @@ def teacher_dir(tmp_path_factory):
 
 def test_recipes_are_the_papers():
     c, i = RECIPES["cifar"], RECIPES["imagenet"]
-    # SPEC / paper Sec. 5: 200 epochs, SGD 0.9, lr 0.1 cosine to 0, batch 128, wd 5e-4, beta 1000.
+    # Paper Sec. 5: 200 epochs, SGD 0.9, lr 0.1 cosine to 0, batch 128, wd 5e-4, beta 1000.
     assert (c.epochs, c.momentum, c.lr, c.schedule, c.batch_size, c.weight_decay, c.beta) == \
         (200, 0.9, 0.1, "cosine", 128, 5e-4, 1000.0)
     assert (c.augment, c.crop_pad, c.flip, c.cutout) == (True, 4, True, 16)
@@ -139,7 +139,8 @@ def test_teacher_stays_frozen_and_attention_transfer_pulls_the_student(tmp_path,
     def distance(run):
         s = load_model(tmp_path / run)[0]
         with torch.no_grad():
-            return at_loss(s(x, return_attention=True)[1], net(x, return_attention=True)[1], 1000.0).item()
+            return at_loss(list(s.forward_intermediates(x)[1].values()),
+                           list(net.forward_intermediates(x)[1].values()), 1000.0).item()
 
     assert distance("at") < 0.5 * distance("ce")
 

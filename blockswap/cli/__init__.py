@@ -1,7 +1,7 @@
 """The ``blockswap`` command.
 
-Each concept registers its subcommands from its own module (``cli/core.py``: blocks, cost;
-``cli/search.py``: search; ``cli/train.py``: train, evaluate; ``cli/report.py``: report). Errors in user input are
+One module per command (``cli/blocks.py``, ``cost.py``, ``search.py``, ``train.py``,
+``evaluate.py``, ``report.py``), each with `register(subparsers)`. Errors in user input are
 `BlockSwapError`s: printed as one line, exit status 2, never a stack trace.
 """
 
@@ -14,7 +14,7 @@ import sys
 from ..errors import BlockSwapError
 
 # Modules that define `register(subparsers)`; listed here so `blockswap --help` shows them all.
-COMMAND_MODULES = ("core", "search", "train", "report")
+COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

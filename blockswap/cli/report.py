@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cost import format_count
 from ..report import format_table, load_records, plot_runs, plot_search, run_groups, search_table
+from ..space.budget import format_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = rsub.add_parser("search", help="the ranked candidates of a search folder, and a scatter plot",
                         description="Rank the candidates of a `blockswap search` output folder; "
                                     "optionally plot the ranking signal against cost.")
-    s.add_argument("folder", help="output folder of `blockswap search` (candidates.csv, top.json)")
+    s.add_argument("folder", help="output folder of `blockswap search` (its results.sqlite)")
     s.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
     s.add_argument("--plot", default=None, help="write a plot to this file (.png, .pdf, .svg)")
     s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot")

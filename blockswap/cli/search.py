@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 
-from ..cost import format_count
-from ..fisher import PROXIES
-from ..report import format_table
-from ..search import EXECUTORS, RunOptions, SearchConfig, run_search
+from ..proxies import PROXIES
+from ..report.table import format_table
+from ..search import EXECUTORS, RunOptions, SearchConfig, default_workers, run_search
+from ..space.budget import format_count
+from .common import DATA_HELP
 
 _D = SearchConfig()
 _R = RunOptions()
@@ -22,23 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "initialisation with one minibatch (Fisher potential, paper Sec. 4), keep the best. "
                     "Every score is saved to DIR/results.sqlite as it is computed; --resume continues.")
     p.add_argument("--model", default=_D.model, help=f"network to shrink (default {_D.model})")
-    p.add_argument("--budget", default=_D.budget,
-                   help=f"parameters ('800k') or MACs per image ('macs=90M') (default {_D.budget})")
-    p.add_argument("--tolerance", type=float, default=_D.tolerance,
-                   help=f"relative budget window, accept budget*(1+-t) (default {_D.tolerance})")
+    p.add_argument("--budget", default="800k",
+                   help="parameters ('800k') or MACs per image ('macs=90M') (default 800k)")
+    p.add_argument("--tolerance", type=float, default=_D.budget.tolerance,
+                   help=f"relative budget window, accept budget*(1+-t) (default {_D.budget.tolerance})")
     p.add_argument("--candidates", default=None,
                    help="comma-separated block types (default: the paper's 23 CIFAR candidates)")
     p.add_argument("--samples", type=int, default=_D.samples, help=f"genotypes to score (default {_D.samples})")
     p.add_argument("--data", required=True,
-                   help="cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic")
+                   help=DATA_HELP)
     p.add_argument("--out", required=True, help="output folder (results.sqlite, winner.json, ...)")
     p.add_argument("--seed", type=int, default=_D.seed, help=f"run seed (default {_D.seed})")
     p.add_argument("--resume", action="store_true", help="continue the search in --out without re-scoring")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--batch-size", type=int, default=_D.batch_size,
                    help=f"Fisher minibatch size = training batch size (default {_D.batch_size})")
-    p.add_argument("--signals", default=",".join(_D.signals),
-                   help=f"comma-separated signals to record, the first ranks (default {_D.signals[0]}); "
+    p.add_argument("--signals", default="fisher",
+                   help="comma-separated signals to record, the first ranks (default fisher); "
                         f"one of {', '.join(PROXIES)}, training ones as name@k")
     p.add_argument("--augment", action="store_true", help="draw the minibatch with training augmentation")
     p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the model's)")
@@ -53,12 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--micro-batch", type=int, default=None,
                    help="push the minibatch in chunks of this size (APPROXIMATE: BN statistics per chunk)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="score in the contiguous memory format (slower on CPU, more precise)")
-    # The CLI scores in a worker process: its OpenMP threads can be tuned for shared cores
-    # (search.WORKER_ENV), which this already-started process cannot.
+                   help="score in the contiguous memory format (the same values, slower on CPU)")
+    # The CLI scores in worker processes: their OpenMP threads can be tuned for shared cores
+    # (search.executors.WORKER_ENV), which this already-started process cannot.
     p.add_argument("--executor", default="process",
                    help=f"where candidates are scored: {', '.join(EXECUTORS)} (default process)")
-    p.add_argument("--workers", type=int, default=_R.workers, help="worker processes or Ray actors (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"worker processes or Ray actors (default: one per core, here {default_workers()})")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per scorer (default: the cores divided among the workers)")
@@ -74,18 +76,19 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, data=args.data, batch_size=args.batch_size, seed=args.seed,
         signals=tuple(s for s in args.signals.split(",") if s.strip()), augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
-        halving_keep=args.halving_keep, checkpoint=args.checkpoint, micro_batch=args.micro_batch,
-        channels_last=args.channels_last)
-    options = RunOptions(executor=args.executor, workers=args.workers, address=args.address,
+        halving_keep=args.halving_keep, micro_batch=args.micro_batch)
+    workers = args.workers if args.workers is not None else (default_workers() if args.executor != "local" else 1)
+    options = RunOptions(executor=args.executor, workers=workers, address=args.address,
                          threads=args.threads, device=args.device, progress=not (args.quiet or args.json),
-                         top_k=args.top_k)
+                         top_k=args.top_k, checkpoint=args.checkpoint,
+                         memory_format="channels_last" if args.channels_last else "contiguous")
     result = run_search(config, args.out, resume=args.resume, run=options,
                         log=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         print(json.dumps(result.summary()))
         return 0
     s = result.sampling
-    print(f"{config.model} at {config.budget_value}: {s['accepted']} genotypes accepted from {s['draws']:,} "
+    print(f"{config.model} at {config.budget}: {s['accepted']} genotypes accepted from {s['draws']:,} "
           f"proposals (acceptance {s['acceptance']:.2%}); {result.scored} scored "
           f"({result.scored_now} now) in {result.seconds:.1f} s")
     rows = [[t["rank"], t["index"], format_count(t["params"]), format_count(t["macs"]), f"{t['score']:.6g}",

@@ -1,4 +1,4 @@
-"""``blockswap train teacher|student`` and ``blockswap evaluate``.
+"""``blockswap train teacher|student``.
 
 Every field of `TrainConfig` is a flag (``--batch-size``, ``--weight-decay``, ``--no-flip``,
 ...); flags left out take the value of the chosen ``--recipe``. Data-parallel training is the
@@ -16,16 +16,14 @@ import re
 
 import torch
 
-from ..cost import format_count
-from ..data import load_split, parse_data
+from ..data.spec import parse_data
 from ..errors import BlockSwapError
-from ..report import format_table
-from ..train import (RECIPES, ModelDesc, TrainConfig, evaluate, load_checkpoint, load_model, parse_model,
-                     recipe, train_model)
+from ..space.budget import format_count
+from ..space.genotype import load_genotype
+from ..train import RECIPES, ModelDesc, TrainConfig, load_checkpoint, parse_model, recipe, train_model
+from .common import DATA_HELP, DEVICE_HELP
 
 _TYPES = {"int": int, "float": float, "str": str}
-_DATA_HELP = "cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic"
-_DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,22 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(s)
     s.set_defaults(func=run_train)
 
-    e = sub.add_parser("evaluate", help="top-1 / top-5 error of a checkpoint on a validation split",
-                       description="Top-1 and top-5 error (percent) of a trained network on the "
-                                   "validation split of --data.")
-    e.add_argument("--checkpoint", required=True,
-                   help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
-    e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
-    e.add_argument("--data", required=True, help=_DATA_HELP)
-    e.add_argument("--batch-size", type=int, default=500, help="images per step (default 500)")
-    e.add_argument("--workers", type=int, default=4, help="ImageNet loader processes (default 4)")
-    e.add_argument("--device", default=None, help=_DEVICE_HELP)
-    e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.set_defaults(func=run_evaluate)
-
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help=_DATA_HELP)
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.jsonl, record.json")
     p.add_argument("--recipe", default=None, choices=sorted(RECIPES),
                    help="preset of every training setting (default: imagenet for imagenet data, "
@@ -82,7 +67,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out from its last checkpoint (same settings)")
     p.add_argument("--input-size", type=int, default=None,
                    help="input side in pixels (default 32 for WRN, 224 for ResNets)")
-    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     g = p.add_argument_group("training settings (default: the recipe's)")
@@ -139,8 +124,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _student_model(args: argparse.Namespace) -> ModelDesc:
     """The student network: --model, else the genotype file's network, else the teacher's."""
-    from ..genotype import load_genotype
-
     if args.teacher is None and args.teacher_weights is not None:
         raise BlockSwapError("--teacher-weights needs --teacher torchvision:NAME")
     network = args.model
@@ -160,26 +143,3 @@ def _student_model(args: argparse.Namespace) -> ModelDesc:
                                  "a genotype JSON file, or --teacher") from None
     geno = load_genotype(args.genotype, network)
     return parse_model(network, geno.text, None, input_size)
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    net, desc = load_model(args.checkpoint, args.weights, args.device or
-                           ("cuda" if torch.cuda.is_available() else "cpu"))
-    dev = next(net.parameters()).device
-    split = load_split(args.data, "val", desc.input_size, dev, args.workers)
-    if split.num_classes != desc.num_classes:
-        raise BlockSwapError(f"{args.checkpoint!r} has {desc.num_classes} classes but {args.data} has "
-                             f"{split.num_classes}")
-    if args.batch_size < 1:
-        raise BlockSwapError(f"--batch-size must be positive, got {args.batch_size}")
-    result = {"model": desc.text, "genotype": desc.genotype, **desc.cost(), "data": args.data,
-              **evaluate(net, split, batch_size=args.batch_size)}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    rows = [[desc.text, format_count(result["params"]), format_count(result["macs"]), result["images"],
-             f"{result['top1_error']:.2f}", f"{result['top5_error']:.2f}", f"{result['loss']:.4f}"]]
-    print(format_table(rows, ["model", "params", "MACs", "images", "top-1 err %", "top-5 err %", "loss"]))
-    if desc.genotype:
-        print(f"genotype: {desc.genotype}")
-    return 0

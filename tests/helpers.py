@@ -1,15 +1,28 @@
-"""Independent reference computations for the search tests (no code from blockswap.fisher).
+"""Helpers shared by the tests: the CLI in a subprocess, and independent reference computations
+(no code from blockswap.proxies).
 
 `brute_fisher` follows Theis et al.'s definition literally: a mask m[n, c] = 1 multiplies every
 channel of every example at each probe, the mean cross-entropy is backpropagated with a plain
 ``loss.backward()``, and Delta_c = 1/(2N) sum_n (dL/dm[n,c])^2 is summed with explicit loops.
-dL/dm[n,c] = sum_ij a[n,c,i,j] g[n,c,i,j], so this is the SPEC's formula by another road.
+dL/dm[n,c] = sum_ij a[n,c,i,j] g[n,c,i,j], so this is the paper's Eq. (2) by another road.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 600):
+    """Run `python -m blockswap ARGS` in a subprocess; return the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "blockswap", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
 
 
 def brute_fisher(model, x, y, loss_scale: float | None = None) -> list[float]:

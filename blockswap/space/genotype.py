@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..errors import BlockSwapError
+from ..files import FileFormat, atomic_write_json
 from .blocks import BlockType, parse_block, split_types
-from .errors import BlockSwapError
-from .files import atomic_write_json
-from .models import NetworkSpec, network_spec
+from .networks import NetworkSpec, network_spec
 
-FORMAT = "blockswap.genotype"
-VERSION = 1
+GENOTYPE_FILE = FileFormat("blockswap.genotype", 1, "BlockSwap genotype")
 
 
 @dataclass(frozen=True)
@@ -73,15 +72,11 @@ class Genotype:
         return self.text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "network": self.network, "blocks": self.names}
+        return {**GENOTYPE_FILE.stamp(), "network": self.network, "blocks": self.names}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> "Genotype":
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise BlockSwapError(f"{source}: not a BlockSwap genotype (expected \"format\": \"{FORMAT}\")")
-        if data.get("version") != VERSION:
-            raise BlockSwapError(f"{source}: genotype format version {data.get('version')!r} is not "
-                                 f"supported; this BlockSwap reads version {VERSION}")
+        GENOTYPE_FILE.check(data, source)
         blocks = data.get("blocks")
         if not isinstance(data.get("network"), str) or not isinstance(blocks, list):
             raise BlockSwapError(f"{source}: a genotype needs \"network\" (string) and \"blocks\" (list)")
@@ -131,7 +126,7 @@ def read_reference_csv(path: str | Path, network: str, row: int = 0) -> Genotype
     return Genotype(network, tuple(parse_block(n) for n in names))
 
 
-REFERENCE_DIR = Path(__file__).parent / "reference"
+REFERENCE_DIR = Path(__file__).parent.parent / "reference"
 # Network of each reference genotype shipped from the authors' code (reference/NOTICE.md).
 REFERENCE_NETWORKS = {"bs_imagenet_": "resnet34", "bs": "wrn-40-2"}
 

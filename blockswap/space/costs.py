@@ -2,7 +2,7 @@
 
 A conv with c_in, c_out, kernel k and g groups has c_in*c_out*k*k/g weights and as many
 multiply-accumulates per output pixel; a network's cost is the sum over its blocks (each
-`Block.complexity`) plus the stem and head. Units:
+`block_layers`) plus the stem and head. Units:
 
 * params: learnable scalars, BN affine weight and bias included, running statistics excluded
   (what ``sum(p.numel() for p in model.parameters())`` reports);
@@ -21,9 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .blocks import Block, BlockType, Complexity
-from .errors import BlockSwapError, choices
-from .models import BlockSlot, NetworkSpec, network_spec
+from ..errors import BlockSwapError, choices
+from .blocks import BlockType, parse_block
+from .complexity import Complexity, Conv, Norm, Plan
+from .genotype import Genotype, as_genotype
+from .networks import BlockSlot, NetworkSpec, network_spec
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,31 @@ class NetworkCost:
         return asdict(self)
 
 
-def block_cost(block: BlockType | str, slot: BlockSlot) -> tuple[int, int]:
+def block_layers(block: "BlockType | str", c_in: int, c_out: int, stride: int) -> tuple[Plan, Plan, Plan]:
+    """The layers of a whole pre-activation block: (pre-activation, body, shortcut).
+
+    The shortcut is empty (identity) when the shape is kept (WRN convention), else a strided
+    1x1 conv without BN on the pre-activated input.
+    """
+    block = parse_block(block)
+    pre: Plan = (("bn", Norm(c_in)),)
+    shortcut: Plan = () if c_in == c_out and stride == 1 else (("shortcut", Conv(c_in, c_out, 1, stride)),)
+    return pre, block.layers(c_in, c_out, stride), shortcut
+
+
+def block_complexity(block: "BlockType | str", c_in: int, c_out: int, stride: int,
+                     cx: Complexity) -> Complexity:
+    """Analytic cost of a whole block on top of `cx` (whose h, w is the block's input size)."""
+    pre, body, shortcut = block_layers(block, c_in, c_out, stride)
+    out = cx.walk(pre).walk(body)
+    params, macs = Complexity(cx.h, cx.w).walk(shortcut).added(Complexity(cx.h, cx.w))
+    return Complexity(out.h, out.w, out.params + params, out.macs + macs)
+
+
+def block_cost(block: "BlockType | str", slot: BlockSlot) -> tuple[int, int]:
     """(params, macs) of one block of type `block` at position `slot`."""
-    return Block.complexity(block, slot.c_in, slot.c_out, slot.stride, Complexity(slot.h, slot.w)) \
-        - Complexity(0, 0)
+    start = Complexity(slot.h, slot.w)
+    return block_complexity(block, slot.c_in, slot.c_out, slot.stride, start).added(start)
 
 
 def fixed_cost(spec: NetworkSpec, input_size: int | None = None) -> tuple[int, int]:
@@ -69,20 +92,18 @@ def fixed_cost(spec: NetworkSpec, input_size: int | None = None) -> tuple[int, i
     return stem.params + head.params, stem.macs + head.macs
 
 
-def cost(name: str, genotype=None, input_size: int | None = None,
-         num_classes: int | None = None) -> NetworkCost:
+def network_cost(name: "str | NetworkSpec", genotype=None, input_size: int | None = None,
+                 num_classes: int | None = None) -> NetworkCost:
     """Parameters and MACs of network `name` with `genotype` (None: all standard blocks).
 
     `input_size` is the square input side (default 32 for WRNs, 224 for ResNets); it changes
     MACs, not parameters.
 
-    >>> cost("wrn-40-2").params
+    >>> network_cost("wrn-40-2").params
     2243546
     """
-    from .genotype import Genotype, as_genotype
-
     spec = network_spec(name, num_classes)
-    size = _input_size(spec, input_size)
+    size = check_input_size(spec, input_size)
     geno = Genotype.standard(spec.name) if genotype is None else as_genotype(genotype, spec.name)
     per_block = []
     for slot, block in zip(spec.slots(size), geno.blocks):
@@ -96,7 +117,7 @@ def cost(name: str, genotype=None, input_size: int | None = None,
                        fixed_params, fixed_macs, tuple(per_block))
 
 
-def _input_size(spec: NetworkSpec, input_size: int | None) -> int:
+def check_input_size(spec: NetworkSpec, input_size: int | None) -> int:
     if input_size is None:
         return spec.input_size
     if not isinstance(input_size, int) or input_size < 8:
@@ -115,7 +136,7 @@ class CostTable:
     def __init__(self, spec: NetworkSpec, candidates: Sequence[BlockType], input_size: int | None = None):
         self.spec = spec
         self.candidates = list(candidates)
-        self.input_size = _input_size(spec, input_size)
+        self.input_size = check_input_size(spec, input_size)
         slots = spec.slots(self.input_size)
         shape = (len(slots), len(self.candidates))
         self.params = np.zeros(shape, dtype=np.int64)
@@ -152,72 +173,3 @@ class CostTable:
         low = np.where(self.valid, table, big).min(axis=1).sum() + fixed
         high = np.where(self.valid, table, -1).max(axis=1).sum() + fixed
         return int(low), int(high)
-
-
-# --------------------------------------------------------------------------------------------
-# Budgets
-# --------------------------------------------------------------------------------------------
-
-METRICS = ("params", "macs")
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-_NUMBER = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e[0-9]+)?)(?P<suffix>[kmg]?)$")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A cost target with a relative window: accept cost within target * (1 +- tolerance).
-
-    The authors used a window of +-2.5% around the parameter budget (SPEC, Search).
-    """
-
-    metric: str = "params"  # "params" or "macs"
-    target: float = 800_000
-    tolerance: float = 0.025
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise BlockSwapError(f"unknown budget metric {self.metric!r}; valid metrics: {choices(METRICS)}")
-        if not self.target > 0:
-            raise BlockSwapError(f"budget target must be positive, got {self.target!r}")
-        if not 0 < self.tolerance < 1:
-            raise BlockSwapError(f"budget tolerance must be between 0 and 1 (e.g. 0.025), got {self.tolerance!r}")
-
-    @property
-    def lower(self) -> float:
-        return self.target * (1 - self.tolerance)
-
-    @property
-    def upper(self) -> float:
-        return self.target * (1 + self.tolerance)
-
-    def contains(self, value):
-        return (value >= self.lower) & (value <= self.upper)
-
-    def __str__(self) -> str:
-        return f"{self.metric}={format_count(self.target)} +-{self.tolerance:.1%}"
-
-
-def parse_count(text: str) -> float:
-    """'800k' -> 800000, '1.6M' -> 1600000, '90m' -> 90000000, '2243546' -> 2243546."""
-    match = _NUMBER.match(str(text).strip().lower().replace("_", "").replace(",", ""))
-    if not match:
-        raise BlockSwapError(f"bad count {text!r}: expected a number with an optional k/M/G suffix, e.g. 800k")
-    return float(match["num"]) * _SUFFIX[match["suffix"]]
-
-
-def parse_budget(text: str, tolerance: float = 0.025) -> Budget:
-    """Parse ``800k`` (parameters), ``params=800k`` or ``macs=90M``."""
-    text = str(text).strip()
-    metric, _, value = text.rpartition("=")
-    metric = metric.strip().lower() or "params"
-    if metric not in METRICS:
-        raise BlockSwapError(f"unknown budget metric {metric!r} in {text!r}; valid metrics: {choices(METRICS)}")
-    return Budget(metric, parse_count(value), tolerance)
-
-
-def format_count(n: float) -> str:
-    """811400 -> '811.4K', 132500000 -> '132.5M', 3669000000 -> '3.669G' (the paper's style)."""
-    for div, suffix, digits in ((10**9, "G", 3), (10**6, "M", 1), (10**3, "K", 1)):
-        if abs(n) >= div:
-            return f"{n / div:.{digits}f}{suffix}"
-    return f"{n:.0f}"

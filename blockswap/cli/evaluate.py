@@ -1,0 +1,53 @@
+"""``blockswap evaluate``: top-1 / top-5 error of a trained network on a validation split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from ..data.load import load_split
+from ..errors import BlockSwapError
+from ..report.table import format_table
+from ..space.budget import format_count
+from ..train import evaluate, load_model
+from .common import DATA_HELP, DEVICE_HELP
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("evaluate", help="top-1 / top-5 error of a checkpoint on a validation split",
+                       description="Top-1 and top-5 error (percent) of a trained network on the "
+                                   "validation split of --data.")
+    e.add_argument("--checkpoint", required=True,
+                   help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
+    e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
+    e.add_argument("--data", required=True, help=DATA_HELP)
+    e.add_argument("--batch-size", type=int, default=500, help="images per step (default 500)")
+    e.add_argument("--workers", type=int, default=4, help="ImageNet loader processes (default 4)")
+    e.add_argument("--device", default=None, help=DEVICE_HELP)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    net, desc = load_model(args.checkpoint, args.weights, args.device or
+                           ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = next(net.parameters()).device
+    split = load_split(args.data, "val", desc.input_size, dev, args.workers)
+    if split.num_classes != desc.num_classes:
+        raise BlockSwapError(f"{args.checkpoint!r} has {desc.num_classes} classes but {args.data} has "
+                             f"{split.num_classes}")
+    if args.batch_size < 1:
+        raise BlockSwapError(f"--batch-size must be positive, got {args.batch_size}")
+    result = {"model": desc.text, "genotype": desc.genotype, **desc.cost(), "data": args.data,
+              **evaluate(net, split, batch_size=args.batch_size)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = [[desc.text, format_count(result["params"]), format_count(result["macs"]), result["images"],
+             f"{result['top1_error']:.2f}", f"{result['top5_error']:.2f}", f"{result['loss']:.4f}"]]
+    print(format_table(rows, ["model", "params", "MACs", "images", "top-1 err %", "top-5 err %", "loss"]))
+    if desc.genotype:
+        print(f"genotype: {desc.genotype}")
+    return 0

@@ -1,0 +1,33 @@
+"""Datasets: CIFAR-10/100 (python pickles), ImageNet (class folders), scikit-learn's digits, synthetic.
+
+A dataset is named by a string, as on the command line:
+
+==================  ==============================================================================
+``cifar10:PATH``    the ``cifar-10-batches-py`` folder (or its parent) of the python-pickle release
+``cifar100:PATH``   the ``cifar-100-python`` folder (or its parent)
+``imagenet:PATH``   a folder with ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``
+``digits``          scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes),
+                    upscaled to the model's input size and repeated over 3 channels
+``synthetic``       random class-dependent images, for tests and smoke runs
+==================  ==============================================================================
+
+Small datasets live on the training device as uint8 tensors and minibatches are made there
+(airbench style): normalisation and CIFAR augmentation (pad-4 random crop, horizontal flip,
+Cutout 16x16; paper Sec. 5) are batched tensor ops driven by a `torch.Generator`, so a seed
+fixes every random choice. ImageNet streams from disk through a `DataLoader` with worker
+processes, each image transformed under its own seed drawn from the same generator.
+
+Every split shards its minibatches for data-parallel training (`shard_batches`): each rank
+takes a contiguous slice of the same global minibatch, so 2 processes x 64 images see exactly
+the images (and augmentations) of 1 process x 128.
+"""
+
+from .augment import CIFAR_AUGMENT, Augment, AugmentOffsets, apply_augment, cifar_augment, draw_augment
+from .spec import DATASETS, DataSpec, parse_data
+from .load import load_split
+from .sharding import epoch_order, shard_batches
+from .splits import Split, TensorSplit
+
+__all__ = ["CIFAR_AUGMENT", "DATASETS", "Augment", "AugmentOffsets", "DataSpec", "Split", "TensorSplit",
+           "apply_augment", "cifar_augment", "draw_augment", "epoch_order", "load_split", "parse_data",
+           "shard_batches"]

@@ -1,0 +1,172 @@
+"""The Fisher potential (paper Sec. 3.3 and 4): the ranking signal of BlockSwap.
+
+A candidate at initialisation, BN in train mode, takes ONE minibatch of training data; the
+mean cross-entropy loss L is backpropagated to a probe on the output ``a`` (N x C x H x W) of
+each block's last conv, before the residual add, with gradient ``g = dL/da``. Per channel c::
+
+    Delta_c = 1/(2N) * sum_n ( sum_ij a[n,c,i,j] * g[n,c,i,j] )^2
+
+(Theis et al. 2018: the empirical Fisher information of a binary mask on channel c). A block's
+Fisher is sum_c Delta_c; the potential is the sum over blocks, and higher is better.
+
+Speed: only the gradients at the probes are needed, so autograd is asked for exactly those
+(``torch.autograd.grad(loss, probe_outputs)``): no weight-gradient kernel runs and the backward
+stops at the first probe. The channels-last memory format makes oneDNN's convolutions faster;
+on the CPU, batch norm then runs through `nn.exact_bn` (the native channels-last kernel
+accumulates its statistics in float32 and is up to 1e-2 off per block; see docs/search.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from ..errors import BlockSwapError, choices
+from ..nn.exact_bn import exact_batch_norm
+from .registry import ProxyOptions
+
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+class FisherPotential(NamedTuple):
+    """The Fisher potential of a network and each block's share (sum over its channels)."""
+
+    total: float
+    per_block: tuple[float, ...]
+
+
+@contextlib.contextmanager
+def probe_outputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect each block's probe output (forward hooks; removed on exit, before any backward)."""
+    outputs: list[torch.Tensor] = []
+    handles = [block.probe.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+               for block in model.blocks]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _Checkpointed(nn.Module):
+    """A block whose activations are recomputed in the backward pass (non-reentrant checkpoint).
+
+    The forward runs in full with grad mode on, so BN still sees the whole batch and the probe
+    outputs are ordinary graph nodes: the Fisher value is exactly that of the plain pass.
+    """
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _checkpoint(self.block, x, use_reentrant=False)
+
+
+@contextlib.contextmanager
+def _checkpointed_blocks(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Wrap every block of every stage in `_Checkpointed` for the duration of the block."""
+    if not enabled:
+        yield
+        return
+    stages = list(model.stages)
+    originals = [list(stage) for stage in stages]
+    for stage, blocks in zip(stages, originals):
+        for j, block in enumerate(blocks):
+            stage[j] = _Checkpointed(block)
+    try:
+        yield
+    finally:
+        for stage, blocks in zip(stages, originals):
+            for j, block in enumerate(blocks):
+                stage[j] = block
+
+
+@torch.no_grad()
+def block_fisher(a: torch.Tensor, g: torch.Tensor, n: int) -> float:
+    """sum_c 1/(2n) sum_examples (sum_ij a*g)^2 for one probe; n is the whole batch size."""
+    # (examples, C): float32 sums over the H*W terms, then the squares and the sum over examples
+    # and channels in float64; upcasting inside the spatial sum costs 2.4x as much for no gain.
+    s = (a * g).sum(dim=(2, 3)).double()
+    return float(s.pow(2).sum() / (2 * n))
+
+
+@contextlib.contextmanager
+def _memory_format(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
+    """`model`'s 4-D weights in `fmt` for the block, then back in the layout they had."""
+    weights = [p for p in model.parameters() if p.ndim == 4]
+    was_cl = bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last) \
+        and not weights[0].is_contiguous()
+    target = torch.channels_last if was_cl else torch.contiguous_format
+    if target == fmt:
+        yield
+        return
+    model.to(memory_format=fmt)
+    try:
+        yield
+    finally:
+        model.to(memory_format=target)
+
+
+def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
+                     checkpoint: bool = False, micro_batch: int | None = None,
+                     memory_format: str = "channels_last") -> FisherPotential:
+    """The Fisher potential of `model` on one minibatch, with the value of every block.
+
+    `model` is a `BlockSwapNet` (any module whose ``blocks`` each have a ``probe``); it is put in
+    train mode (BN uses the batch statistics, as when training starts) and its weights are not
+    changed (BN running statistics are updated, as in any train-mode forward). No weight
+    gradients are computed and ``.grad`` is left untouched.
+
+    `memory_format`: "channels_last" (default, fastest on CPUs and tensor cores) or
+    "contiguous"; both give the exact value (on the CPU, BN runs through `exact_batch_norm`).
+    The model is converted for the call and left in the layout it had.
+
+    Memory: ``checkpoint=True`` recomputes each block during the backward pass; the value is
+    identical (BN statistics are still over the whole batch). ``micro_batch=m`` pushes chunks of
+    m examples one at a time and is APPROXIMATE: BN normalises each chunk by its own statistics.
+    Each chunk's loss is weighted by m/N so that the gradients are those of the batch-mean loss.
+
+    >>> import torch, blockswap
+    >>> net = blockswap.build_model("wrn-10-1")
+    >>> fp = blockswap.fisher_potential(net, torch.randn(8, 3, 32, 32), torch.arange(8) % 10)
+    >>> len(fp.per_block), abs(fp.total - sum(fp.per_block)) < 1e-12
+    (3, True)
+    """
+    ProxyOptions(checkpoint=checkpoint, micro_batch=micro_batch)  # validates the combination
+    check_batch(inputs, targets)
+    if memory_format not in MEMORY_FORMATS:
+        raise BlockSwapError(f"unknown memory format {memory_format!r}; valid: {choices(MEMORY_FORMATS)}")
+    fmt = MEMORY_FORMATS[memory_format]
+    model.train()
+    n = inputs.shape[0]
+    step = n if micro_batch is None else micro_batch
+    per_block = np.zeros(len(model.blocks))
+    exact = exact_batch_norm(model) if inputs.device.type == "cpu" else contextlib.nullcontext()
+    with _memory_format(model, fmt), exact:
+        for start in range(0, n, step):
+            x = inputs[start:start + step].contiguous(memory_format=fmt)
+            y = targets[start:start + step]
+            # Hooks are gone before the backward pass, so a checkpoint's recomputation adds nothing.
+            with probe_outputs(model) as acts, _checkpointed_blocks(model, checkpoint):
+                logits = model(x)
+            # Sum over the chunk / N: the gradient of the batch-mean loss (authors' criterion).
+            loss = F.cross_entropy(logits, y, reduction="sum") / n
+            grads = torch.autograd.grad(loss, acts)
+            per_block += [block_fisher(a, g, n) for a, g in zip(acts, grads)]
+            del acts, grads, logits, loss
+    return FisherPotential(float(per_block.sum()), tuple(float(v) for v in per_block))
+
+
+def check_batch(inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    if inputs.ndim != 4 or targets.ndim != 1 or inputs.shape[0] != targets.shape[0]:
+        raise BlockSwapError(f"a minibatch needs inputs (N, 3, H, W) and N targets, got "
+                             f"{tuple(inputs.shape)} and {tuple(targets.shape)}")
+    if inputs.shape[0] < 2:
+        raise BlockSwapError("a minibatch needs at least 2 examples (train-mode BN)")

@@ -1,0 +1,97 @@
+"""Signals measured over k SGD steps from initialisation (paper Sec. 4.2, Table 1): the Fisher
+potential summed over k steps, training accuracy, weight L2 norms and gradient norms."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.exact_bn import exact_batch_norm
+from .fisher import block_fisher, fisher_potential, probe_outputs
+from .registry import Batch, ProxyOptions, register_proxy
+
+
+@dataclass
+class _StepRecord:
+    fisher: float = 0.0  # summed over steps
+    correct: int = 0
+    seen: int = 0
+    grad_abs: float = 0.0  # summed over steps
+
+
+def _train_steps(model: nn.Module, batches: Sequence[Batch], steps: int, options: ProxyOptions,
+                 want_fisher: bool) -> _StepRecord:
+    """Take `steps` SGD steps on batches[:steps], recording what the training signals read.
+
+    As the authors' ``one_shot_fisher`` with n_steps: each step's Fisher is measured on its own
+    minibatch at the weights before that step's update, and the Fisher is summed over the steps
+    (their probe accumulates ``running_fisher`` on every backward pass).
+    """
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
+                          weight_decay=options.weight_decay)
+    rec = _StepRecord()
+    exact = exact_batch_norm(model) if batches[0][0].device.type == "cpu" else contextlib.nullcontext()
+    with exact:
+        for x, y in batches[:steps]:
+            _step(model, x, y, params, opt, rec, want_fisher)
+    return rec
+
+
+def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: list, opt: torch.optim.Optimizer,
+          rec: _StepRecord, want_fisher: bool) -> None:
+    """One SGD step on (x, y), adding what it measured to `rec`."""
+    with probe_outputs(model) as acts:
+        logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    grads = torch.autograd.grad(loss, [*acts, *params] if want_fisher else params)
+    if want_fisher:
+        rec.fisher += sum(block_fisher(a, g, x.shape[0]) for a, g in zip(acts, grads[:len(acts)]))
+        grads = grads[len(acts):]
+    with torch.no_grad():
+        rec.correct += int((logits.argmax(1) == y).sum())
+        rec.seen += y.shape[0]
+        rec.grad_abs += float(sum(g.abs().sum(dtype=torch.float64) for g in grads))
+    for p, g in zip(params, grads):
+        p.grad = g
+    opt.step()
+    del acts, grads, logits, loss
+
+
+@register_proxy("fisher", higher_is_better=True, trains=True)
+def _fisher(model, batches, steps, options):
+    """Fisher potential at initialisation (paper Sec. 4); fisher@k sums it over k SGD steps."""
+    if steps == 1:
+        x, y = batches[0]
+        return fisher_potential(model, x, y, checkpoint=options.checkpoint, micro_batch=options.micro_batch,
+                                memory_format=options.memory_format)
+    return _train_steps(model, batches, steps, options, want_fisher=True).fisher
+
+
+@register_proxy("train_acc", higher_is_better=True, trains=True)
+def _train_acc(model, batches, steps, options):
+    """Training accuracy: fraction of correct predictions over the k training minibatches."""
+    rec = _train_steps(model, batches, steps, options, want_fisher=False)
+    return rec.correct / rec.seen
+
+
+@register_proxy("l2", higher_is_better=True, trains=True)
+def _l2(model, batches, steps, options):
+    """Sum over weight tensors of their L2 norm after k SGD steps (paper Table 1, 'L2')."""
+    _train_steps(model, batches, steps, options, want_fisher=False)
+    with torch.no_grad():
+        return float(sum(p.norm(dtype=torch.float64) for p in model.parameters()))
+
+
+@register_proxy("grad_norm", higher_is_better=True, trains=True)
+def _grad_norm(model, batches, steps, options):
+    """Sum of |dL/dw| over all weights, summed over k SGD steps (Golub et al. 2019)."""
+    return _train_steps(model, batches, steps, options, want_fisher=False).grad_abs
+
+

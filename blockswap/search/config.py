@@ -1,0 +1,190 @@
+"""What a search computes (`SearchConfig`) and how it runs (`RunOptions`), as parsed values.
+
+`SearchConfig` holds everything that changes which candidate wins; two searches with equal
+configs give the same candidates and the same scores. `RunOptions` holds what only changes
+speed or memory (executor, workers, threads, device, memory format, checkpointing): a search
+may be resumed with other run options.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..data.spec import DataSpec, parse_data
+from ..errors import BlockSwapError, choices
+from ..proxies.registry import ProxyOptions, Signal, parse_signal
+from ..space.blocks import BlockType, default_candidates, parse_candidates
+from ..space.budget import Budget, parse_budget
+from ..space.networks import network_spec
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What a search computes. Strings are accepted and parsed once in `__post_init__`.
+
+    Defaults follow the paper (Sec. 4): 1000 samples within +-2.5% of the budget, one minibatch
+    of the training batch size (128 on CIFAR), ranked by Fisher potential.
+    """
+
+    model: str = "wrn-40-2"  # network whose blocks are swapped (`space.networks`)
+    budget: Budget = Budget("params", 800_000, 0.025)  # or text: "800k" (params), "macs=90M"
+    tolerance: float | None = None  # window; None: the budget's (2.5% for a text budget, as the authors)
+    candidates: tuple[BlockType, ...] = tuple(default_candidates())  # or "S,G(4),..."; the paper's 23
+    samples: int = 1000  # distinct accepted genotypes to score (paper Sec. 4.3: 1000)
+    data: DataSpec = DataSpec("synthetic")  # or "cifar10:PATH", "imagenet:PATH", "digits", ...
+    batch_size: int = 128  # the Fisher minibatch = the training batch size (paper Sec. 4)
+    seed: int = 0  # the run seed: sampling, the minibatch and every candidate's init derive from it
+    signals: tuple[Signal, ...] = (Signal("fisher"),)  # or names; recorded for every candidate, the first ranks
+    augment: bool = False  # False: un-augmented training images (the authors' loader crops+flips)
+    input_size: int | None = None  # None: the model's (32 for WRN, 224 for ResNet)
+    halving: bool = False  # successive halving: slice first, then the full minibatch for the top
+    halving_slice: float = 0.25  # fraction of the minibatch used in the first round
+    halving_keep: float = 0.1  # fraction of candidates rescored on the full minibatch
+    micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
+    min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
+    max_draws: int = 20_000_000  # give up after this many proposals (never loop forever)
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        set_("model", network_spec(self.model).name)
+        tolerance = self.tolerance
+        if tolerance is None:
+            tolerance = self.budget.tolerance if isinstance(self.budget, Budget) else 0.025
+        set_("budget", parse_budget(self.budget, tolerance))
+        set_("tolerance", self.budget.tolerance)
+        set_("candidates", tuple(parse_candidates(list(self.candidates) if isinstance(self.candidates, (list, tuple))
+                                                  else self.candidates)))
+        set_("data", parse_data(self.data))
+        signals = (self.signals,) if isinstance(self.signals, (str, Signal)) else tuple(self.signals)
+        if not signals:
+            raise BlockSwapError("give at least one ranking signal, e.g. fisher")
+        set_("signals", tuple(parse_signal(s) for s in signals))
+        for name in ("samples", "batch_size", "max_draws", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+                raise BlockSwapError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} "
+                                     f"integer, got {value!r}")
+        if self.batch_size < 2:
+            raise BlockSwapError("batch_size must be at least 2 (train-mode BN needs two examples)")
+        for name in ("halving_slice", "halving_keep"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise BlockSwapError(f"{name} must be in (0, 1], got {value!r}")
+        if self.halving and self.slice_size < 2:
+            raise BlockSwapError(f"halving slice of {self.halving_slice} x {self.batch_size} examples "
+                                 "is below 2; raise halving_slice or batch_size")
+        if not 0 <= self.min_acceptance < 1:
+            raise BlockSwapError(f"min_acceptance must be in [0, 1), got {self.min_acceptance!r}")
+        if self.input_size is not None and (not isinstance(self.input_size, int) or self.input_size < 8):
+            raise BlockSwapError(f"input size must be an integer >= 8 pixels, got {self.input_size!r}")
+        ProxyOptions(micro_batch=self.micro_batch)
+
+    @property
+    def rank_signal(self) -> Signal:
+        return self.signals[0]
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.signals)
+
+    @property
+    def slice_size(self) -> int:
+        return max(2, round(self.halving_slice * self.batch_size)) if self.halving_slice < 1 else self.batch_size
+
+    @property
+    def keep(self) -> int:
+        """Candidates rescored on the whole minibatch in halving mode."""
+        return max(1, math.ceil(self.halving_keep * self.samples))
+
+    @property
+    def steps(self) -> int:
+        """Minibatches the signals need (k of the "@k" training signals)."""
+        return max(s.steps for s in self.signals)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values that `from_dict` reads back into an equal config."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "budget":
+                value = value.text
+            elif f.name == "candidates":
+                value = [b.name for b in value]
+            elif f.name == "signals":
+                value = [s.name for s in value]
+            elif f.name == "data":
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
+        """A config from `to_dict` output, also that of BlockSwap 0.1 (whose run-only settings
+        `checkpoint` and `channels_last` are ignored and whose `candidates` may be null)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("candidates") is None:
+            values.pop("candidates", None)
+        return cls(**values)
+
+
+EXECUTORS = ("local", "process", "ray")
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+def default_workers() -> int:
+    """One single-threaded scoring process per core (measured fastest on an idle machine;
+    docs/search.md), at most 4: beyond that, the memory of each worker adds up."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a search runs; none of it changes which candidate wins (scores agree to float32
+    rounding whatever the executor, workers, threads and memory format)."""
+
+    # local: this process (no start-up cost); process: spawned worker processes whose OpenMP
+    # threads spin only briefly (WORKER_ENV), robust when the cores are shared (a script must
+    # then guard its entry point with `if __name__ == "__main__":`); ray: a Ray cluster.
+    executor: str = "local"
+    workers: int = 1  # worker processes or Ray actors (process / ray executors)
+    address: str | None = None  # Ray cluster address ("auto", "ray://host:10001"); None: a local Ray
+    threads: int | None = None  # torch threads per scorer; None: this process's threads / workers
+    device: str = "cpu"  # torch device for scoring ("cpu", "cuda", "cuda:1", "mps")
+    memory_format: str = "channels_last"  # or "contiguous": the same scores, another speed
+    checkpoint: bool = False  # recompute blocks in the backward pass: less memory, same value
+    progress: bool = True  # a progress bar on stderr
+    top_k: int = 10  # runner-ups kept in top.json and the final table
+
+    @property
+    def scorer_threads(self) -> int:
+        import torch
+
+        return self.threads or max(1, torch.get_num_threads() // self.workers)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise BlockSwapError(f"unknown executor {self.executor!r}; valid executors: {choices(EXECUTORS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise BlockSwapError(f"unknown memory format {self.memory_format!r}; valid: {choices(MEMORY_FORMATS)}")
+        for name in ("workers", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise BlockSwapError(f"{name} must be a positive integer, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise BlockSwapError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.address is not None and self.executor != "ray":
+            raise BlockSwapError("a cluster address only applies to the ray executor (add --executor ray)")
+        import torch
+
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise BlockSwapError(f"unknown device {self.device!r}; e.g. cpu, cuda, cuda:1, mps") from None
+
+    def proxy_options(self, config: SearchConfig) -> ProxyOptions:
+        return ProxyOptions(checkpoint=self.checkpoint, micro_batch=config.micro_batch,
+                            memory_format=self.memory_format)

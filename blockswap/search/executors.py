@@ -1,0 +1,167 @@
+"""Executors: each maps scoring tasks to result rows as they complete, in this process, in
+local worker processes, or on a Ray cluster. Scores never depend on the executor."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+
+from ..errors import BlockSwapError
+from .config import RunOptions, SearchConfig
+from .scorer import Scorer, ScoringData, Task
+
+
+RunTasks = Callable[[Iterable[Task]], Iterator[dict[str, Any]]]
+
+
+@contextlib.contextmanager
+def _local_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
+    previous = torch.get_num_threads()
+    scorer = Scorer(config, data, run, run.threads)
+    try:
+        yield lambda tasks: (scorer.score(t) for t in tasks)
+    finally:
+        torch.set_num_threads(previous)
+
+
+_WORKER_SCORER: Scorer | None = None
+
+
+def _init_worker(config: SearchConfig, data: ScoringData, run: RunOptions, threads: int) -> None:
+    global _WORKER_SCORER  # one scorer per worker process, made once by the pool's initializer
+    _exit_with_parent()
+    _WORKER_SCORER = Scorer(config, data, run, threads)
+
+
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """End this worker when the search process dies (e.g. ``kill -9``): an orphaned worker would
+    otherwise wait for tasks forever, holding its memory."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="blockswap-parent-watch").start()
+
+
+def _score_in_worker(task: Task) -> dict[str, Any]:
+    assert _WORKER_SCORER is not None, "worker not initialised"
+    return _WORKER_SCORER.score(task)
+
+
+def _bounded(submit: Callable[[Task], Any], tasks: Iterable[Task], window: int,
+             wait_one: Callable[[set], tuple[list, set]], result: Callable[[Any], dict]) -> Iterator[dict]:
+    """Keep at most `window` tasks in flight (a kill loses only those); yield rows as they finish."""
+    todo = iter(tasks)
+    pending = {submit(t) for t in itertools.islice(todo, window)}
+    while pending:
+        done, pending = wait_one(pending)
+        for handle in done:
+            yield result(handle)
+            for t in itertools.islice(todo, 1):
+                pending.add(submit(t))
+
+
+# OpenMP threads that spin long while waiting stall every op when the cores are shared with other
+# jobs; a short spin costs little on an idle machine (measurements: docs/search.md, "Threads").
+# Workers start a fresh OpenMP runtime, so they get this unless the user set it.
+WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
+
+
+@contextlib.contextmanager
+def _worker_env() -> Iterator[dict[str, str]]:
+    """WORKER_ENV in os.environ while workers start (spawned children copy it), then restored."""
+    added = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield added
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+@contextlib.contextmanager
+def _process_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
+    import multiprocessing
+
+    # spawn, not fork: forking a process whose OpenMP pool is running can deadlock the child.
+    pool = ProcessPoolExecutor(run.workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker,
+                               initargs=(config, data, run, run.scorer_threads))
+    env = contextlib.ExitStack()
+    env.enter_context(_worker_env())  # the pool spawns its workers at the first submissions
+
+    def wait_one(pending):
+        done, rest = wait(pending, return_when=FIRST_COMPLETED)
+        return list(done), rest
+
+    try:
+        yield lambda tasks: _bounded(lambda t: pool.submit(_score_in_worker, t), tasks, 2 * run.workers,
+                                     wait_one, lambda f: f.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        env.close()
+
+
+@contextlib.contextmanager
+def _ray_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
+    try:
+        import ray
+    except ImportError:
+        raise BlockSwapError("the ray executor needs Ray: pip install 'blockswap[ray]'") from None
+    threads = run.scorer_threads
+    started = not ray.is_initialized()
+    if started:
+        try:
+            if run.address is None:  # a private local instance, sized to the workers asked for
+                ray.init(num_cpus=run.workers * threads, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            else:
+                ray.init(address=run.address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BlockSwapError(f"cannot start or reach Ray at {run.address or 'a local instance'}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    actor_class = ray.remote(num_cpus=threads, runtime_env={"env_vars": {
+        **{k: v for k, v in WORKER_ENV.items() if k not in os.environ}, "OMP_NUM_THREADS": str(threads)}})(Scorer)
+    shared = ray.put(data)
+    actors = [actor_class.remote(config, shared, run, threads) for _ in range(run.workers)]
+    idle = list(actors)
+    owner: dict[Any, Any] = {}
+
+    def submit(task):
+        actor = idle.pop()
+        ref = actor.score.remote(task)
+        owner[ref] = actor
+        return ref
+
+    def wait_one(pending):
+        done, rest = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            idle.append(owner.pop(ref))
+        return done, set(rest)
+
+    try:
+        yield lambda tasks: _bounded(submit, tasks, run.workers, wait_one, ray.get)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+_EXECUTORS = {"local": _local_executor, "process": _process_executor, "ray": _ray_executor}
+
+
+def executor(run: RunOptions, config: SearchConfig, data: ScoringData):
+    """The context manager of `run.executor`, yielding a function from tasks to result rows."""
+    return _EXECUTORS[run.executor](run, config, data)

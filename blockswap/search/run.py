@@ -1,0 +1,196 @@
+"""The search (paper Sec. 4): sample students under a budget, rank them by Fisher potential on
+one shared minibatch, keep the best. Resumable, parallel, optionally faster.
+
+Every scored candidate is committed to the results file as it arrives (`store`), so a
+``kill -9`` loses only the candidates in flight and ``resume=True`` continues without
+re-scoring. Optional successive halving (`SearchConfig.halving`): rank everything on a slice of
+the minibatch, then rescore only the top fraction on the whole minibatch.
+
+Outputs in the run folder: ``results.sqlite`` (every candidate), ``winner.json`` (the genotype),
+``top.json`` (the top-k), ``candidates.csv`` (all candidates) and ``run.json`` (the run record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import BlockSwapError
+from ..files import FileFormat, atomic_write_json, atomic_write_text, versions
+from ..progress import progress
+from ..seeding import derive_seed
+from ..space.costs import CostTable
+from ..space.genotype import Genotype
+from ..space.networks import network_spec
+from .config import RunOptions, SearchConfig
+from .executors import executor
+from .sampler import sample_genotypes
+from .scorer import ScoringData, candidate_seed, scoring_data
+from .store import RESULTS_FILE, Candidate, ResultStore, candidates_csv
+
+SEARCH_RECORD = FileFormat("blockswap.search-run", 1, "BlockSwap search record")  # run.json of a search
+TOP_FILE = FileFormat("blockswap.search-top", 1, "BlockSwap top-k list")  # top.json
+
+
+@dataclass
+class SearchResult:
+    """The outcome of `run_search`."""
+
+    best: Genotype
+    params: int
+    macs: int
+    score: float
+    signal: str
+    scored: int  # candidates with a full-minibatch score
+    scored_now: int  # candidates scored by this invocation (the rest came from the results file)
+    seconds: float  # wall time of this invocation
+    top: list[dict[str, Any]]
+    sampling: dict[str, Any]
+    out: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"best": self.best.text, "network": self.best.network, "params": self.params,
+                "macs": self.macs, "score": self.score, "signal": self.signal, "scored": self.scored,
+                "scored_now": self.scored_now, "seconds": self.seconds, "acceptance": self.sampling["acceptance"],
+                "rare": self.sampling["rare"], "out": str(self.out), "winner": str(self.out / "winner.json"),
+                "top": self.top}
+
+
+def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
+               run: RunOptions = RunOptions(), log: Callable[[str], None] | None = None) -> SearchResult:
+    """Run (or with `resume`, continue) a search, writing its files to folder `out`."""
+    started = time.perf_counter()
+    say = log or (lambda _msg: None)
+    out = Path(out)
+    path = out / RESULTS_FILE
+    holds = _holds_search(path)
+    if holds and not resume:
+        raise BlockSwapError(f"{str(out)!r} already holds a search ({RESULTS_FILE}); "
+                             "add --resume to continue it or choose another output folder")
+    run.proxy_options(config)  # validates checkpoint with micro_batch before any work
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = scoring_data(config)  # first: bad data fails before anything is written
+    timings["data"] = time.perf_counter() - t0
+    # A new search samples before its results file exists, so an impossible budget writes nothing.
+    sampled = None if holds else _sample(config, timings, say)
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(path) as store:
+        if sampled is None:
+            _check_resumable(store, config)
+            sampling = store.get_meta("sampling")
+            say(f"resuming {path}: {len(store.scores('full'))} of {config.samples} candidates already scored")
+        else:
+            sampling, rows = sampled
+            store.start(config, sampling, rows)
+        if sampling["rare"]:
+            say(f"note: acceptance {sampling['acceptance']:.2e} is below {config.min_acceptance:g}: "
+                "the budget is reachable but rare for these candidates")
+        t0 = time.perf_counter()
+        scored_now = _score_all(store, config, run, data)
+        timings["scoring"] = time.perf_counter() - t0
+        return _finish(store, config, run, sampling, out, scored_now, timings, started)
+
+
+def _holds_search(path: Path) -> bool:
+    """Whether `path` is a results file of a started search (not absent, not left empty)."""
+    if not path.exists():
+        return False
+    with ResultStore(path) as store:
+        return store.started()
+
+
+def _check_resumable(store: ResultStore, config: SearchConfig) -> None:
+    """Only settings that change results must match; run options (executor, threads, ...) may not."""
+    stored, current = store.config().to_dict(), config.to_dict()
+    diff = [f"{k}={stored.get(k)!r} (now {current[k]!r})" for k in current if stored.get(k) != current[k]]
+    if diff:
+        raise BlockSwapError(f"{store.path} holds a search with other settings: {'; '.join(diff)}; "
+                             "resume with the same settings or use another output folder")
+
+
+def _sample(config: SearchConfig, timings: dict[str, float],
+            say: Callable[[str], None]) -> tuple[dict[str, Any], list[Candidate]]:
+    """Rejection-sample the candidates: (sampling summary, candidate rows)."""
+    t0 = time.perf_counter()
+    table = CostTable(network_spec(config.model), config.candidates, config.input_size)
+    rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
+    report = sample_genotypes(table, config.budget, config.samples, rng,
+                              min_acceptance=config.min_acceptance, max_draws=config.max_draws)
+    params, macs = table.totals(report.choices, "params"), table.totals(report.choices, "macs")
+    rows = []
+    for i, choice in enumerate(report.choices):
+        text = ",".join(config.candidates[j].name for j in choice)
+        rows.append(Candidate(i, text, int(params[i]), int(macs[i]), candidate_seed(config, text)))
+    timings["sampling"] = time.perf_counter() - t0
+    say(f"{config.samples} genotypes within {config.budget} from {report.draws:,} proposals "
+        f"(acceptance {report.acceptance:.2%}, {timings['sampling']:.1f} s, no network built)")
+    return report.summary(), rows
+
+
+def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: ScoringData) -> int:
+    """Score every candidate not yet in the results file (both rounds when halving)."""
+    scored_now = 0
+    cands = store.candidates()
+    with contextlib.ExitStack() as stack:
+        run_tasks = None
+        for stage in ("slice", "full") if config.halving else ("full",):
+            todo_cands = cands
+            if stage == "full" and config.halving:
+                keep = set(store.ranked("slice")[:config.keep])
+                todo_cands = [c for c in cands if c.index in keep]
+            done = store.scores(stage)
+            todo = [(c.index, c.genotype, stage) for c in todo_cands if c.index not in done]
+            if not todo:
+                continue
+            if run_tasks is None:
+                run_tasks = stack.enter_context(executor(run, config, data))
+            desc = {"full": "scoring", "slice": f"slice {config.slice_size}"}[stage]
+            with progress(len(todo_cands), desc, "cand", enabled=run.progress,
+                          initial=len(todo_cands) - len(todo)) as bar:
+                for row in run_tasks(todo):
+                    store.add(row)
+                    scored_now += 1
+                    bar.update(1)
+    return scored_now
+
+
+def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling: dict[str, Any], out: Path,
+            scored_now: int, timings: dict[str, float], started: float) -> SearchResult:
+    full, slice_scores = store.scores("full"), store.scores("slice")
+    by_index = {c.index: c for c in store.candidates()}
+    top = []
+    for rank, idx in enumerate(store.ranked("full")[:run.top_k], start=1):
+        c = by_index[idx]
+        top.append({"rank": rank, "index": idx, "genotype": c.genotype, "params": c.params, "macs": c.macs,
+                    "score": full[idx]["score"], "signals": full[idx]["signals"], "seed": c.seed})
+    best = top[0]
+    signal = config.rank_signal
+    geno = Genotype.from_text(best["genotype"], config.model)
+    geno.save(out / "winner.json", signal=signal.name, score=best["score"], params=best["params"],
+              macs=best["macs"], seed=best["seed"], search=str(out))
+    atomic_write_json(out / "top.json", {**TOP_FILE.stamp(), "signal": signal.name,
+                                         "higher_is_better": signal.higher_is_better, "top": top})
+    atomic_write_text(out / "candidates.csv", candidates_csv(store))
+    seconds = time.perf_counter() - started
+    timings["total"] = seconds
+    timings["candidate_seconds_sum"] = float(sum(
+        r["seconds"] for r in itertools.chain(full.values(), slice_scores.values())))
+    atomic_write_json(out / "run.json", {
+        **SEARCH_RECORD.stamp(), "command": "search", "config": config.to_dict(),
+        "seed": config.seed, "run": asdict(run), "versions": versions(), "sampling": sampling,
+        "winner": {"genotype": geno.text, "params": best["params"], "macs": best["macs"],
+                   "score": best["score"], "signal": signal.name, "seed": best["seed"]},
+        "scored": len(full), "scored_slice": len(slice_scores), "scored_now": scored_now,
+        "timings": timings, "fisher_exact": config.micro_batch is None,
+        "files": {"results": RESULTS_FILE, "winner": "winner.json", "top": "top.json",
+                  "candidates": "candidates.csv"}})
+    return SearchResult(geno, best["params"], best["macs"], best["score"], signal.name, len(full),
+                        scored_now, seconds, top, sampling, out, timings)

@@ -1,0 +1,103 @@
+"""Scoring one candidate, in any process (paper Sec. 4, step 2).
+
+Every candidate sees the same minibatch, drawn once from the run seed (`scoring_data`), and is
+built from a seed derived from (run seed, network, genotype) (`candidate_seed`), so any score
+can be reproduced on its own, in any order, in any process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..data.load import load_split
+from ..nn.network import build_model
+from ..proxies.fisher import MEMORY_FORMATS, FisherPotential
+from ..seeding import derive_seed, torch_seed
+from ..space.networks import network_spec
+from .config import RunOptions, SearchConfig
+
+Task = tuple[int, str, str]  # (candidate index, genotype text, stage "full" or "slice")
+
+
+@dataclass(frozen=True)
+class ScoringData:
+    """The shared minibatch(es) as numpy arrays (they pickle to any worker), and the number of
+    classes of the data (from its class folders for ImageNet layouts)."""
+
+    batches: tuple[tuple[np.ndarray, np.ndarray], ...]
+    num_classes: int
+
+
+def scoring_data(config: SearchConfig) -> ScoringData:
+    """Draw the shared minibatch(es) once from the training split with a seeded generator.
+
+    Un-augmented by default (`SearchConfig.augment`): the Fisher potential then depends only on
+    the network and the images drawn.
+    """
+    spec = network_spec(config.model)
+    split = load_split(config.data, "train", config.input_size or spec.input_size, "cpu")
+    gen = torch.Generator().manual_seed(derive_seed(config.seed, "minibatch"))
+    out = []
+    for _ in range(config.steps):
+        x, y = split.sample(config.batch_size, gen, augment=config.augment)
+        out.append((x.numpy(), y.numpy()))
+    return ScoringData(tuple(out), split.num_classes)
+
+
+def candidate_seed(config: SearchConfig, genotype_text: str) -> int:
+    """The initialisation seed of one candidate: a function of the run seed and the genotype only."""
+    return derive_seed(config.seed, "init", config.model, genotype_text)
+
+
+class Scorer:
+    """Scores candidates of one search on its cached minibatch(es).
+
+    Made once per process (in the main process, a worker process or a Ray actor); the
+    minibatch tensors are converted to the scoring layout once and reused for every candidate.
+    """
+
+    def __init__(self, config: SearchConfig, data: ScoringData, run: RunOptions = RunOptions(),
+                 threads: int | None = None):
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.config = config
+        self.device = torch.device(run.device)
+        self.num_classes = data.num_classes
+        self.memory_format = MEMORY_FORMATS[run.memory_format]
+        self.batches = [(torch.as_tensor(x).to(self.device).contiguous(memory_format=self.memory_format),
+                         torch.as_tensor(y).to(self.device)) for x, y in data.batches]
+        m = config.slice_size
+        self.slice = [(self.batches[0][0][:m], self.batches[0][1][:m])]
+        self.signals = list(config.signals)
+        self.options = run.proxy_options(config)
+
+    def build(self, genotype_text: str) -> torch.nn.Module:
+        """The candidate at initialisation, from its own seed; the global RNG is left untouched.
+
+        Built on the CPU, then moved, so the initial weights do not depend on the device.
+        """
+        with torch_seed(candidate_seed(self.config, genotype_text)):
+            model = build_model(self.config.model, genotype_text, self.num_classes)
+        return model.to(self.device, memory_format=self.memory_format)
+
+    def score(self, task: Task) -> dict[str, Any]:
+        index, genotype_text, stage = task
+        start = time.perf_counter()
+        signals: Sequence = self.signals[:1] if stage == "slice" else self.signals
+        batches = self.slice if stage == "slice" else self.batches
+        values: dict[str, float] = {}
+        per_block: list[float] = []
+        for signal in signals:
+            # Every signal gets its own fresh copy of the same initial network.
+            result = signal(self.build(genotype_text), batches, self.options)
+            if isinstance(result, FisherPotential):
+                per_block = list(result.per_block)
+                result = result.total
+            values[signal.name] = float(result)
+        return {"index": index, "stage": stage, "score": values[self.signals[0].name], "signals": values,
+                "per_block": per_block, "seconds": time.perf_counter() - start}

@@ -1,0 +1,157 @@
+"""The results file of a search, its one owner: writer and reader of ``results.sqlite`` and of
+the files exported from it (``candidates.csv``).
+
+One row per candidate (genotype, params, MACs, seed) and one per score (every signal and the
+per-block Fisher), committed as it arrives: write-ahead logging and one transaction per score,
+so a crash or ``kill -9`` loses only candidates that were still being scored. The store is the
+truth; ``winner.json``, ``top.json`` and ``candidates.csv`` are exports of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BlockSwapError
+from ..files import versions
+from ..proxies.registry import get_proxy, parse_signal, rank
+from .config import SearchConfig
+
+RESULTS_FILE = "results.sqlite"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    index: int
+    genotype: str
+    params: int
+    macs: int
+    seed: int
+
+
+class ResultStore:
+    """A SQLite results file: the run's config and sampling, the candidates, and their scores."""
+
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS candidates (
+            idx INTEGER PRIMARY KEY, genotype TEXT NOT NULL UNIQUE, params INTEGER NOT NULL,
+            macs INTEGER NOT NULL, seed INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS scores (
+            idx INTEGER NOT NULL REFERENCES candidates(idx), stage TEXT NOT NULL, score REAL,
+            signals TEXT NOT NULL, per_block TEXT NOT NULL, seconds REAL NOT NULL,
+            PRIMARY KEY (idx, stage));
+    """
+
+    def __init__(self, path: "str | Path", readonly: bool = False):
+        self.path = Path(path)
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self.db.execute("SELECT count(*) FROM candidates")  # fails on a foreign file
+            else:
+                self.db = sqlite3.connect(self.path)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
+                self.db.executescript(self.SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise BlockSwapError(f"cannot open results file {str(self.path)!r}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- writing -----------------------------------------------------------------------
+    def start(self, config: SearchConfig, sampling: dict[str, Any], rows: list[Candidate]) -> None:
+        with self.db:
+            self.db.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?)",
+                                [(c.index, c.genotype, c.params, c.macs, c.seed) for c in rows])
+            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("config", json.dumps(config.to_dict())), ("sampling", json.dumps(sampling)),
+                ("versions", json.dumps(versions()))])
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", (
+                row["index"], row["stage"], row["score"], json.dumps(row["signals"]),
+                json.dumps(row["per_block"]), row["seconds"]))
+
+    # ---- reading -----------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def started(self) -> bool:
+        return self.get_meta("config") is not None
+
+    def config(self) -> SearchConfig:
+        stored = self.get_meta("config")
+        if stored is None:
+            raise BlockSwapError(f"{str(self.path)!r} holds no search (it was never started)")
+        return SearchConfig.from_dict(stored)
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(*row) for row in
+                self.db.execute("SELECT idx, genotype, params, macs, seed FROM candidates ORDER BY idx")]
+
+    def scores(self, stage: str = "full") -> dict[int, dict[str, Any]]:
+        out = {}
+        for idx, score, signals, per_block, seconds in self.db.execute(
+                "SELECT idx, score, signals, per_block, seconds FROM scores WHERE stage = ?", (stage,)):
+            out[idx] = {"score": score, "signals": json.loads(signals), "per_block": json.loads(per_block),
+                        "seconds": seconds}
+        return out
+
+    def ranked(self, stage: str = "full", signal: str | None = None) -> list[int]:
+        """Scored candidate indices, best first, by `signal` (default: the ranking signal)."""
+        config = self.config()
+        sig = config.rank_signal if signal is None else parse_signal(signal)
+        scores = self.scores(stage)
+        values = {i: (s["score"] if signal is None else s["signals"].get(sig.name)) for i, s in scores.items()}
+        return rank(values, get_proxy(sig.proxy).higher_is_better)
+
+
+def candidates_csv(store: ResultStore) -> str:
+    """Every candidate with its signals, per-block Fisher and seconds (and halving's slice score)."""
+    config = store.config()
+    full, slice_scores = store.scores("full"), store.scores("slice")
+    names = list(config.signal_names)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["index", "genotype", "params", "macs", "seed", *names, "fisher_per_block", "seconds"]
+    if config.halving:
+        header.insert(5, f"slice_{names[0]}")
+    writer.writerow(header)
+    for c in store.candidates():
+        row = full.get(c.index)
+        values = [row["signals"].get(s, "") for s in names] if row else [""] * len(names)
+        line = [c.index, c.genotype, c.params, c.macs, c.seed, *values,
+                ";".join(f"{v:.6g}" for v in row["per_block"]) if row else "",
+                f"{row['seconds']:.4f}" if row else ""]
+        if config.halving:
+            line.insert(5, slice_scores[c.index]["score"] if c.index in slice_scores else "")
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def open_search(folder: "str | Path") -> ResultStore:
+    """The results file of a search folder, read-only (for reports)."""
+    path = Path(folder) / RESULTS_FILE
+    if not path.is_file():
+        raise BlockSwapError(f"{str(folder)!r} is not a search folder: no {RESULTS_FILE} "
+                             "(written by `blockswap search`)")
+    store = ResultStore(path, readonly=True)
+    if not store.started():
+        store.close()
+        raise BlockSwapError(f"{str(path)!r} holds no search (it was never started)")
+    return store

@@ -1,0 +1,84 @@
+"""Budgets: a cost target with a relative window (paper Sec. 4: the authors accept +-2.5%).
+
+``800k`` means 800,000 parameters, ``params=800k`` the same, ``macs=90M`` 90 million
+multiply-accumulates per image. Counts take k/M/G suffixes (powers of ten).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import BlockSwapError, choices
+
+
+METRICS = ("params", "macs")
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+_NUMBER = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e[0-9]+)?)(?P<suffix>[kmg]?)$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A cost target with a relative window: accept cost within target * (1 +- tolerance).
+
+    The authors used a window of +-2.5% around the parameter budget (paper Sec. 4).
+    """
+
+    metric: str = "params"  # "params" or "macs"
+    target: float = 800_000
+    tolerance: float = 0.025
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise BlockSwapError(f"unknown budget metric {self.metric!r}; valid metrics: {choices(METRICS)}")
+        if not self.target > 0:
+            raise BlockSwapError(f"budget target must be positive, got {self.target!r}")
+        if not 0 < self.tolerance < 1:
+            raise BlockSwapError(f"budget tolerance must be between 0 and 1 (e.g. 0.025), got {self.tolerance!r}")
+
+    @property
+    def lower(self) -> float:
+        return self.target * (1 - self.tolerance)
+
+    @property
+    def upper(self) -> float:
+        return self.target * (1 + self.tolerance)
+
+    def contains(self, value):
+        return (value >= self.lower) & (value <= self.upper)
+
+    def __str__(self) -> str:
+        return f"{self.metric}={format_count(self.target)} +-{self.tolerance:.1%}"
+
+    @property
+    def text(self) -> str:
+        """The form `parse_budget` reads back (without the tolerance)."""
+        return f"{self.metric}={self.target:g}"
+
+
+def parse_count(text: str) -> float:
+    """'800k' -> 800000, '1.6M' -> 1600000, '90m' -> 90000000, '2243546' -> 2243546."""
+    match = _NUMBER.match(str(text).strip().lower().replace("_", "").replace(",", ""))
+    if not match:
+        raise BlockSwapError(f"bad count {text!r}: expected a number with an optional k/M/G suffix, e.g. 800k")
+    return float(match["num"]) * _SUFFIX[match["suffix"]]
+
+
+def parse_budget(text: "str | Budget", tolerance: float = 0.025) -> Budget:
+    """Parse ``800k`` (parameters), ``params=800k`` or ``macs=90M``."""
+    if isinstance(text, Budget):
+        return Budget(text.metric, text.target, tolerance)
+    text = str(text).strip()
+    metric, _, value = text.rpartition("=")
+    metric = metric.strip().lower() or "params"
+    if metric not in METRICS:
+        raise BlockSwapError(f"unknown budget metric {metric!r} in {text!r}; valid metrics: {choices(METRICS)}")
+    return Budget(metric, parse_count(value), tolerance)
+
+
+def format_count(n: float) -> str:
+    """811400 -> '811.4K', 132500000 -> '132.5M', 3669000000 -> '3.669G' (the paper's style)."""
+    for div, suffix, digits in ((10**9, "G", 3), (10**6, "M", 1), (10**3, "K", 1)):
+        if abs(n) >= div:
+            return f"{n / div:.{digits}f}{suffix}"
+    return f"{n:.0f}"

@@ -1,0 +1,69 @@
+"""Checkpoints and run records: their formats, and loading a trained network back.
+
+A checkpoint holds the model description, weights, optimizer, scheduler, RNG states and history;
+written atomically after every epoch, so an interrupted run resumes exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BlockSwapError
+from ..files import FileFormat
+from ..nn.teacher import build_teacher
+from .models import ModelDesc
+
+RUN_RECORD = FileFormat("blockswap.run", 1, "BlockSwap run record")  # record.json of a finished run (read by report)
+CHECKPOINT = FileFormat("blockswap.checkpoint", 1, "BlockSwap checkpoint")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a BlockSwap checkpoint (a file, or a run folder holding ``checkpoint.pt``)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise BlockSwapError(f"checkpoint {str(path)!r} does not exist; expected a file written by "
+                             f"'blockswap train' (or its run folder)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        first = (str(exc).splitlines() or [""])[0][:120]
+        raise BlockSwapError(f"cannot read checkpoint {str(path)!r}: expected a torch file written by "
+                             f"'blockswap train' ({type(exc).__name__}: {first})") from None
+    CHECKPOINT.check(state, repr(str(path)), "; for torchvision weights use torchvision:NAME with a weights file")
+    return state
+
+
+def load_model(source: str | Path, weights: str | Path | None = None,
+               device: str | torch.device = "cpu") -> tuple[nn.Module, ModelDesc]:
+    """A trained network in eval mode and its description, from a checkpoint or torchvision.
+
+    `source`: a checkpoint file or run folder written by `train`, or ``torchvision:NAME``
+    (resnet18/resnet34) with ImageNet weights from the local file `weights` (never downloaded).
+    """
+    text = str(source)
+    if text.lower().startswith("torchvision:"):
+        desc = ModelDesc("torchvision", text.partition(":")[2], None, 1000, 224)
+        if weights is None:
+            raise BlockSwapError(f"{text} needs its ImageNet weights file (e.g. resnet34-b627a593.pth "
+                                 "from torchvision); nothing is downloaded")
+        net = build_teacher(desc.name, weights, 1000)
+    else:
+        if weights is not None:
+            raise BlockSwapError("a weights file goes with torchvision:NAME; a BlockSwap checkpoint "
+                                 "already holds its weights")
+        state = load_checkpoint(text, "cpu")
+        try:
+            desc = ModelDesc(**state["model"])
+            net = desc.build()
+            net.load_state_dict(state["state_dict"])
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise BlockSwapError(f"checkpoint {text!r} does not hold a network it can rebuild: "
+                                 f"{str(exc).splitlines()[0]}") from None
+    return net.to(device).eval(), desc

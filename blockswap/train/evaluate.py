@@ -1,0 +1,40 @@
+"""Evaluation: top-1 / top-5 error and loss over a whole split, summed over data-parallel ranks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BlockSwapError
+from .distributed import Distributed
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split, *, batch_size: int = 500, dist: Distributed | None = None,
+             amp_dtype: torch.dtype | None = None,
+             memory_format: torch.memory_format = torch.preserve_format) -> dict[str, float]:
+    """Top-1 / top-5 error (percent) and mean cross-entropy of `model` on every image of `split`.
+
+    Under data parallelism each rank scores its shard and the counts are summed.
+    """
+    dist = dist or Distributed(torch.device("cpu"))
+    model.eval()
+    dev = next(model.parameters()).device
+    sums = torch.zeros(4, dtype=torch.float64, device=dev)  # loss, top-1 hits, top-5 hits, images
+    for x, y in split.batches(batch_size, rank=dist.rank, world_size=dist.world_size):
+        with autocast(dev, amp_dtype):
+            logits = model(x.contiguous(memory_format=memory_format))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == y[:, None]
+        sums += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                             hits[:, 0].sum().double(), hits.any(dim=1).sum().double(),
+                             torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev)])
+    loss, top1, top5, n = dist.all_sum(sums).tolist()
+    if n == 0:
+        raise BlockSwapError("the evaluation split is empty")
+    return {"loss": loss / n, "top1_error": 100 * (1 - top1 / n), "top5_error": 100 * (1 - top5 / n),
+            "images": int(n)}
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

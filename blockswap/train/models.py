@@ -1,0 +1,103 @@
+"""What a checkpoint needs to rebuild its network: a `ModelDesc` (BlockSwap network + genotype,
+or a torchvision model), built under a seed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BlockSwapError, choices
+from ..nn.network import build_model
+from ..nn.teacher import TEACHERS, build_teacher
+from ..seeding import torch_seed
+from ..space.costs import network_cost
+from ..space.genotype import load_genotype
+from ..space.networks import network_spec
+
+KINDS = ("blockswap", "torchvision")
+
+
+@dataclass(frozen=True)
+class ModelDesc:
+    """A network that can be rebuilt from its description alone.
+
+    ``kind="blockswap"``: `name` is ``wrn-D-k``/``resnet18``/``resnet34`` and `genotype` its
+    block types (None: all standard); ``kind="torchvision"``: torchvision's post-activation
+    ``resnet18``/``resnet34`` (the paper's ImageNet teacher). `num_classes` / `input_size`
+    None mean "from the data" / "the network's default" (32 for WRN, 224 for ResNets).
+    """
+
+    kind: str
+    name: str
+    genotype: str | None = None
+    num_classes: int | None = None
+    input_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BlockSwapError(f"unknown model kind {self.kind!r}; valid kinds: {choices(KINDS)}")
+        if self.kind == "torchvision":
+            key = self.name.strip().lower()
+            if key not in TEACHERS:
+                raise BlockSwapError(f"unknown torchvision model {self.name!r}; valid: {choices(TEACHERS)}")
+            default_size = 224
+        else:
+            spec = network_spec(self.name)  # raises on a bad name
+            key, default_size = spec.name, spec.input_size
+            if self.genotype is not None:
+                object.__setattr__(self, "genotype", load_genotype(self.genotype, key).text)
+        object.__setattr__(self, "name", key)
+        if self.input_size is None:
+            object.__setattr__(self, "input_size", default_size)
+        elif not (isinstance(self.input_size, int) and self.input_size >= 8):
+            raise BlockSwapError(f"input size must be an integer >= 8 pixels, got {self.input_size!r}")
+
+    @property
+    def text(self) -> str:
+        return f"torchvision:{self.name}" if self.kind == "torchvision" else self.name
+
+    def build(self) -> nn.Module:
+        """A freshly initialised network (global RNG: call under a seed, see `init_model`)."""
+        if self.kind == "torchvision":
+            return build_teacher(self.name, None, self.num_classes or 1000)
+        return build_model(self.name, self.genotype, self.num_classes)
+
+    def cost(self) -> dict[str, int]:
+        """Parameters and MACs per image: analytic for BlockSwap nets, counted for torchvision."""
+        if self.kind == "blockswap":
+            c = network_cost(self.name, self.genotype, self.input_size, self.num_classes)
+            return {"params": c.params, "macs": c.macs}
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net = self.build().eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(torch.zeros(1, 3, self.input_size, self.input_size))
+        # One multiply-accumulate is two FLOPs in torch's counter.
+        return {"params": sum(p.numel() for p in net.parameters()), "macs": counter.get_total_flops() // 2}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_model(text: str, genotype: str | None = None, num_classes: int | None = None,
+                input_size: int | None = None) -> ModelDesc:
+    """'wrn-40-2' / 'resnet34' (BlockSwap networks) or 'torchvision:resnet34'."""
+    kind, sep, name = str(text).strip().partition(":")
+    if sep and kind.lower() == "torchvision":
+        if genotype is not None:
+            raise BlockSwapError("a torchvision model has fixed blocks; a genotype needs a BlockSwap "
+                                 "network (e.g. wrn-40-2, resnet34)")
+        return ModelDesc("torchvision", name, None, num_classes, input_size)
+    if sep:
+        raise BlockSwapError(f"unknown model {text!r}; write a network name (wrn-40-2, resnet34) or "
+                             f"torchvision:NAME with NAME one of {choices(TEACHERS)}")
+    return ModelDesc("blockswap", text, genotype, num_classes, input_size)
+
+
+def init_model(desc: ModelDesc, seed: int) -> nn.Module:
+    """Build `desc` with its random initialisation drawn from `seed`, global RNG left untouched."""
+    with torch_seed(seed):
+        return desc.build()
