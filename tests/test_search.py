@@ -73,10 +73,13 @@ def test_impossible_budget_fails_at_once_with_the_feasible_range():
     low, high = min(space.values()), max(space.values())
     table = CostTable(network_spec("wrn-10-1"), parse_candidates(TINY_TYPES))
     assert table.range("params") == (low, high)
-    t0 = time.perf_counter()
+
+    class NoDraws:  # the budget is refused before a single proposal is drawn
+        def integers(self, *args, **kwargs):
+            raise AssertionError("a proposal was drawn for an impossible budget")
+
     with pytest.raises(BlockSwapError, match=f"{low:,}..{high:,}"):
-        sample_genotypes(table, parse_budget("5M"), 10, np.random.default_rng(0))
-    assert time.perf_counter() - t0 < 5  # no proposal is drawn (not a speed test: a loop guard)
+        sample_genotypes(table, parse_budget("5M"), 10, NoDraws())
 
 
 def test_rare_budget_is_reported_and_sampling_is_reproducible():
@@ -173,6 +176,7 @@ KILL = dict(CFG, model="wrn-16-1", budget="100k", candidates=None)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find the worker processes")
+@pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
 def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     config = SearchConfig(samples=60, **KILL)
     reference = run_search(config, tmp_path / "ref", run=RunOptions("local", progress=False, threads=1))
@@ -216,6 +220,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
         run_search(SearchConfig(samples=60, **{**KILL, "seed": 4}), out, resume=True)
 
 
+@pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
 def test_process_and_ray_executors_give_the_sequential_scores(tmp_path):
     pytest.importorskip("ray")
     config = SearchConfig(samples=6, **CFG)
@@ -253,6 +258,7 @@ def test_bad_settings_are_one_line_errors():
         SearchConfig(budget="flops=3M")
 
 
+@pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
 def test_cli_json_and_errors(tmp_path):
     out = tmp_path / "cli"
     args = ["search", "--model", "wrn-10-1", "--budget", "40k", "--tolerance", "0.2", "--candidates",

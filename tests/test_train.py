@@ -208,6 +208,7 @@ def test_bad_inputs_get_one_line_errors(tmp_path, teacher_dir):
         parse_model("timm:resnet34")
 
 
+@pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
 def test_cli_teacher_student_evaluate(tmp_path, teacher_dir):
     geno = tmp_path / "g.json"
     Genotype.from_text("B(2),G(2),S", "wrn-10-1").save(geno)
@@ -272,6 +273,7 @@ def test_imagenet_folders_train_with_the_imagenet_recipe(tmp_path):
     assert record["history"][0]["train_images"] == 12
 
 
+@pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
 def test_ddp_two_gloo_processes_match_single_process_gradient_accumulation(tmp_path):
     """torchrun, 2 CPU processes x 32 images = 1 process x 64 with per-half BN, grads averaged.
 

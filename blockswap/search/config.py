@@ -25,20 +25,20 @@ from ..space.networks import network_spec
 class SearchConfig:
     """What a search computes. Strings are accepted and parsed once in `__post_init__`.
 
-    Defaults follow the paper (Sec. 4): 1000 samples within +-2.5% of the budget, one minibatch
-    of the training batch size (128 on CIFAR), ranked by Fisher potential.
+    Defaults follow the paper (Sec. 4 and 4.3): 1000 samples, one minibatch of the training batch
+    size (128 on CIFAR), ranked by Fisher potential; the +-2.5% window is the authors' code's.
     """
 
     model: str = "wrn-40-2"  # network whose blocks are swapped (`space.networks`)
     budget: Budget = Budget("params", 800_000, 0.025)  # or text: "800k" (params), "macs=90M"
-    tolerance: float | None = None  # window; None: the budget's (2.5% for a text budget, as the authors)
+    tolerance: float | None = None  # window; None: the budget's (2.5% for a text budget, as the authors' code)
     candidates: tuple[BlockType, ...] = tuple(default_candidates())  # or "S,G(4),..."; the paper's 23
     samples: int = 1000  # distinct accepted genotypes to score (paper Sec. 4.3: 1000)
     data: DataSpec = DataSpec("synthetic")  # or "cifar10:PATH", "imagenet:PATH", "digits", ...
     batch_size: int = 128  # the Fisher minibatch = the training batch size (paper Sec. 4)
     seed: int = 0  # the run seed: sampling, the minibatch and every candidate's init derive from it
     signals: tuple[Signal, ...] = (Signal("fisher"),)  # or names; recorded for every candidate, the first ranks
-    augment: bool = False  # False: un-augmented training images (the authors' loader crops+flips)
+    augment: bool = False  # False: un-augmented training images (the authors' loader augments)
     input_size: int | None = None  # None: the model's (32 for WRN, 224 for ResNet)
     halving: bool = False  # successive halving: slice first, then the full minibatch for the top
     halving_slice: float = 0.25  # fraction of the minibatch used in the first round

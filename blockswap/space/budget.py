@@ -1,4 +1,5 @@
-"""Budgets: a cost target with a relative window (paper Sec. 4: the authors accept +-2.5%).
+"""Budgets: a cost target with a relative window (the paper, Sec. 4, gives no width; the
+authors' code accepts +-2.5%, our default).
 
 ``800k`` means 800,000 parameters, ``params=800k`` the same, ``macs=90M`` 90 million
 multiply-accumulates per image. Counts take k/M/G suffixes (powers of ten).
@@ -21,7 +22,7 @@ _NUMBER = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e[0-9]+)?)(?P<suffix>[kmg]?)$"
 class Budget:
     """A cost target with a relative window: accept cost within target * (1 +- tolerance).
 
-    The authors used a window of +-2.5% around the parameter budget (paper Sec. 4).
+    The authors' code (both versions) uses +-2.5% around the parameter budget.
     """
 
     metric: str = "params"  # "params" or "macs"
