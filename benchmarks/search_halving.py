@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from blockswap.report import format_table
-from blockswap.search import RunOptions, SearchConfig, run_search
+from blockswap.search import RunOptions, SearchConfig, default_workers, run_search
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("--workdir", default="runs/halving-study")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    run = RunOptions("process", threads=args.threads, progress=True)  # as the CLI
+    run = RunOptions("process", workers=default_workers(), threads=args.threads, progress=True)  # as the CLI
     rows, same, rel, speed = [], [], [], []
     for seed in args.seeds:
         base = dict(model=args.model, budget=args.budget, data=args.data, samples=args.samples, seed=seed)

@@ -1,15 +1,7 @@
 """Datasets: CIFAR-10/100 (python pickles), ImageNet (class folders), scikit-learn's digits, synthetic.
 
-A dataset is named by a string, as on the command line:
-
-==================  ==============================================================================
-``cifar10:PATH``    the ``cifar-10-batches-py`` folder (or its parent) of the python-pickle release
-``cifar100:PATH``   the ``cifar-100-python`` folder (or its parent)
-``imagenet:PATH``   a folder with ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``
-``digits``          scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes),
-                    upscaled to the model's input size and repeated over 3 channels
-``synthetic``       random class-dependent images, for tests and smoke runs
-==================  ==============================================================================
+A dataset is named by a string, as on the command line (`spec.parse_data`: ``cifar10:PATH``,
+``cifar100:PATH``, ``imagenet:PATH``, ``digits``, ``synthetic``).
 
 Small datasets live on the training device as uint8 tensors and minibatches are made there
 (airbench style): normalisation and CIFAR augmentation (pad-4 random crop, horizontal flip,
