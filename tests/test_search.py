@@ -274,3 +274,19 @@ def test_cli_json_and_errors(tmp_path):
     assert not (tmp_path / "bad").exists()  # nothing written, so the corrected command just runs
     again = run_cli(*args)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_a_search_scored_by_0_1_is_reexported_but_not_extended(tmp_path):
+    # 0.1 scored in channels-last with inexact BN: its store has no "scoring" version.
+    config = SearchConfig(samples=3, **CFG)
+    run_search(config, tmp_path, run=RunOptions(progress=False))
+    db = sqlite3.connect(tmp_path / "results.sqlite")
+    with db:
+        db.execute("DELETE FROM meta WHERE key = 'scoring'")
+    again = run_search(config, tmp_path, resume=True, run=RunOptions(progress=False))  # all scored: fine
+    assert again.scored == 3 and again.scored_now == 0
+    with db:
+        db.execute("DELETE FROM scores WHERE idx = 2")
+    db.close()
+    with pytest.raises(BlockSwapError, match="scored by BlockSwap 0.1"):
+        run_search(config, tmp_path, resume=True, run=RunOptions(progress=False))

@@ -32,7 +32,7 @@ from .config import RunOptions, SearchConfig
 from .executors import executor
 from .sampler import sample_genotypes
 from .scorer import ScoringData, candidate_seed, scoring_data
-from .store import RESULTS_FILE, Candidate, ResultStore, candidates_csv
+from .store import RESULTS_FILE, SCORING_VERSION, Candidate, ResultStore, candidates_csv
 
 SEARCH_RECORD = FileFormat("blockswap.search-run", 1, "BlockSwap search record")  # run.json of a search
 TOP_FILE = FileFormat("blockswap.search-top", 1, "BlockSwap top-k list")  # top.json
@@ -93,6 +93,7 @@ def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
         if sampling["rare"]:
             say(f"note: acceptance {sampling['acceptance']:.2e} is below {config.min_acceptance:g}: "
                 "the budget is reachable but rare for these candidates")
+        _check_scoring_version(store, config)
         t0 = time.perf_counter()
         scored_now = _score_all(store, config, run, data)
         timings["scoring"] = time.perf_counter() - t0
@@ -114,6 +115,17 @@ def _check_resumable(store: ResultStore, config: SearchConfig) -> None:
     if diff:
         raise BlockSwapError(f"{store.path} holds a search with other settings: {'; '.join(diff)}; "
                              "resume with the same settings or use another output folder")
+
+
+def _check_scoring_version(store: ResultStore, config: SearchConfig) -> None:
+    """A store scored by another arithmetic may be re-exported, not extended."""
+    stored = store.get_meta("scoring")
+    if stored == SCORING_VERSION or len(store.scores("full")) >= config.samples:
+        return
+    raise BlockSwapError(
+        f"{store.path} was scored by BlockSwap 0.1, whose channels-last Fisher potentials differ from "
+        f"this version's by up to 3e-3 per block; new scores would be ranked against old ones. "
+        "Start a new search in another output folder (or finish this one with BlockSwap 0.1)")
 
 
 def _sample(config: SearchConfig, timings: dict[str, float],
