@@ -17,6 +17,8 @@ import argparse
 import statistics
 from pathlib import Path
 
+from machine import describe
+
 from blockswap.report import format_table
 from blockswap.search import RunOptions, SearchConfig, default_workers, run_search
 
@@ -33,6 +35,7 @@ def main() -> None:
     p.add_argument("--workdir", default="runs/halving-study")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
+    print(describe())
     run = RunOptions("process", workers=default_workers(), threads=args.threads, progress=True)  # as the CLI
     rows, same, rel, speed = [], [], [], []
     for seed in args.seeds:

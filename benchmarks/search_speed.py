@@ -3,11 +3,12 @@
 For each candidate (WRN-40-2 students at 800K by default, batch 128), interleaved so that load
 on a shared machine hits every path alike:
 
-* forward   a plain forward pass (contiguous memory format, train-mode BN, no autograd): the floor
-* naive     what the authors' code does: a fresh batch from a torch DataLoader, a full
-            ``loss.backward()`` with weight gradients, Fisher read at the probes by tensor hooks
-* probes    `fisher_potential` in the contiguous format: gradients to the probes only
-* ours      `fisher_potential` in channels-last with the cached minibatch (the search's path)
+* forward     a plain forward pass (contiguous memory format, train-mode BN, no autograd): the floor
+* naive       what the authors' code does: a fresh batch from a torch DataLoader, a full
+              ``loss.backward()`` with weight gradients, Fisher read at the probes by tensor hooks
+* contiguous  `fisher_potential(memory_format="contiguous")`: gradients to the probes only (exact)
+* cl-native   channels-last with PyTorch's own BN (0.1's default; inexact statistics)
+* ours        `fisher_potential` as the search runs it: channels-last, exact BN (the default)
 
 plus building the candidate (module construction + the authors' init), which every path pays.
 Prints seconds per candidate and the ratios to the forward pass and to the naive path.
@@ -33,13 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blockswap.blocks import default_candidates
-from blockswap.cost import CostTable, parse_budget
+from machine import describe
+
 from blockswap.data import load_split
-from blockswap.fisher import fisher_potential
-from blockswap.models import network_spec
+from blockswap.proxies import block_fisher, fisher_potential, probe_outputs
 from blockswap.report import format_table
-from blockswap.search import RunOptions, Scorer, SearchConfig, run_search, sample_genotypes
+from blockswap.search import RunOptions, Scorer, ScoringData, SearchConfig, run_search, sample_genotypes
+from blockswap.space import CostTable, default_candidates, network_spec, parse_budget
 
 
 def genotypes(model: str, budget: str, n: int, seed: int) -> list[str]:
@@ -70,6 +71,15 @@ def naive_fisher(model, loader_iter) -> float:
         return sum(float((a * g).sum((2, 3)).pow(2).mean(0).sum() / 2) for a, g in zip(acts, grads))
 
 
+def native_channels_last(model, x, y) -> float:
+    """0.1's path: channels-last with PyTorch's own train-mode BN."""
+    model.train()
+    with probe_outputs(model) as acts:
+        logits = model(x)
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
+    return sum(block_fisher(a, g, x.shape[0]) for a, g in zip(acts, grads))
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -84,10 +94,11 @@ def compare(args) -> None:
     dataset = torch.utils.data.TensorDataset(split.images, split.labels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
-    scorer = Scorer(config, [(x, y)])
-    builder = Scorer(SearchConfig(model=args.model, budget=args.budget, data=args.data,
-                                  batch_size=args.batch, channels_last=False), [(x, y)])
-    times: dict[str, list[float]] = {k: [] for k in ("build", "forward", "naive", "probes", "ours")}
+    data = ScoringData(((x.numpy(), y.numpy()),), split.num_classes)
+    scorer = Scorer(config, data, RunOptions(memory_format="channels_last"))
+    builder = Scorer(config, data, RunOptions(memory_format="contiguous"))
+    paths = ("forward", "naive", "contiguous", "cl-native", "ours")
+    times: dict[str, list[float]] = {k: [] for k in ("build", *paths)}
     genos = genotypes(args.model, args.budget, args.candidates + 1, args.seed)
     for i, geno in enumerate(genos):
         t = {}
@@ -100,17 +111,20 @@ def compare(args) -> None:
 
         t["forward"] = timed(forward)
         t["naive"] = timed(lambda: naive_fisher(builder.build(geno), iter(loader))) - t["build"]
-        t["probes"] = timed(lambda: fisher_potential(builder.build(geno), x, y)) - t["build"]
+        t["contiguous"] = timed(lambda: fisher_potential(builder.build(geno), x, y,
+                                                         memory_format="contiguous")) - t["build"]
+        t["cl-native"] = timed(lambda: native_channels_last(scorer.build(geno), xcl, y)) - t["build"]
         t["ours"] = timed(lambda: fisher_potential(scorer.build(geno), xcl, y)) - t["build"]
         if i > 0:  # the first candidate warms up oneDNN's primitive cache
             for k, v in t.items():
                 times[k].append(v)
     mean = {k: statistics.mean(v) for k, v in times.items()}
     rows = []
-    for k in ("forward", "naive", "probes", "ours"):
+    for k in paths:
         per = mean[k] + mean["build"]
         rows.append([k, f"{mean[k]:.3f}", f"{per:.3f}", f"{mean[k] / mean['forward']:.2f}x",
                      f"{(mean['naive'] + mean['build']) / per:.2f}x"])
+    print(describe())
     print(f"{args.model} students at {args.budget}, batch {args.batch}, {torch.get_num_threads()} threads, "
           f"{len(times['build'])} candidates; build {mean['build'] * 1000:.0f} ms per candidate")
     print(format_table(rows, ["path", "s scoring", "s per candidate (+build)", "vs forward", "naive / this"],
@@ -123,9 +137,11 @@ def rss_mb() -> float:
 
 
 def memory(args) -> None:
+    print(describe())
     config = SearchConfig(model=args.model, budget=args.budget, data=args.data, batch_size=args.batch)
     split = load_split(args.data, "train", network_spec(args.model).input_size)
-    scorer = Scorer(config, [split.sample(args.batch, torch.Generator().manual_seed(0))])
+    x, y = split.sample(args.batch, torch.Generator().manual_seed(0))
+    scorer = Scorer(config, ScoringData(((x.numpy(), y.numpy()),), split.num_classes))
     genos = genotypes(args.model, args.budget, args.memory, args.seed)
     every = max(1, args.memory // 10)
     t0 = time.perf_counter()
@@ -139,6 +155,7 @@ def memory(args) -> None:
 def executors(args) -> None:
     config = SearchConfig(model=args.model, budget=args.budget, data=args.data, batch_size=args.batch,
                           samples=args.executors, seed=args.seed)
+    print(describe())
     rows = []
     for label, run in (("1 process x 2 threads", RunOptions("process", threads=2, progress=False)),
                        ("1 process x 1 thread", RunOptions("process", threads=1, progress=False)),
