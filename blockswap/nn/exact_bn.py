@@ -10,16 +10,18 @@ channel; over the ~60 BN layers of a WRN-40-2 the Fisher potential of a block mo
 the native kernel; exact statistics with the native backward are as right as exact everything.
 The contiguous kernel sums each image plane in float32 and the planes in float64: accurate.
 
-How: every per-channel sum is taken as PyTorch's contiguous kernel takes it, float32 sums over
-each image plane (torch's vectorised cascade sum, ~1e-7 relative) then the N plane sums in
-float64; this is as fast as a float32 reduction in NHWC. Forward: the mean, then the mean of
-(x - mean)^2 (one fused ``mse_loss`` pass: no E[x^2]-E[x]^2 cancellation), then the native
-*inference-mode* kernel normalises with them (one fused elementwise pass, memory format kept).
-backward="exact" (default): sum(dy) and sum(dy*(x-mean)) the same way, dx in two fused
-elementwise passes. backward="native": the exact mean/invstd go to PyTorch's own backward
-kernel, whose naive sums cost ~1e-5 relative in dweight/dbias and ~5e-7 in dx but nothing
-measurable in the Fisher potential. Speed and accuracy of each, and of the alternatives tried
-(Welford var_mean, BN on a contiguous or float64 copy): ``benchmarks/exact_bn.py``.
+How: PyTorch's own kernels do the work on a *folded view* (`_folds`): the (rows, C) matrix seen
+as (rows/k, k*C), so that every float32 accumulator adds only ~sqrt(rows) terms, and the k
+partial results per channel are combined in float64. Forward: the native two-pass statistics
+kernel on the view (as fast as the native channels-last BN, error 1e-9..1e-7 instead of 1e-5),
+then the native *inference-mode* kernel normalises with those statistics (one fused
+elementwise pass, memory format kept). backward="exact" (default): the native backward kernel
+on the view returns sum(dy) and sum(dy*(x-mean)) per fold (one pass, no input gradient), dx
+then takes two fused elementwise passes. backward="native": PyTorch's backward kernel with the
+exact mean/invstd, its naive sums costing ~1e-5 relative in dweight/dbias and ~5e-7 in dx,
+nothing measurable in the Fisher potential. Contiguous inputs use the (accurate) contiguous
+kernels. Speed and accuracy of each and of the alternatives tried (plane sums + mse_loss,
+Welford var_mean, BN on a contiguous or float64 copy): ``benchmarks/exact_bn.py``.
 Double backward is not supported.
 """
 
@@ -27,16 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["batch_norm_exact", "batch_stats", "exact_batch_norm"]
 
-# |mean| / std above which the backward computes dx from x - mean rather than from x (float32
-# rounding of k*x then costs ~1e-7 * |mean|/std of that term): one temporary more.
+CL = torch.channels_last
+# |mean| / std above which float32 sums of raw x lose digits: the forward then refines the mean
+# with one pass over x - mean, the backward computes dx from x - mean rather than from x (the
+# rounding of k*x costs ~1e-7 * |mean|/std of that term). Never reached in the WRNs measured
+# (largest |mean|/std of a BN input: 2.4); the tests' mean-50 inputs take it.
 _OFFSET = 4.0
 
 
@@ -50,26 +55,48 @@ def _offset(mean: torch.Tensor, var: torch.Tensor) -> bool:
     return bool((mean * mean > _OFFSET ** 2 * var).any())
 
 
-def _sum(t: torch.Tensor) -> torch.Tensor:
-    """Per-channel float64 sum of an N x C x H x W tensor: float32 cascade sums over each image
-    plane (H*W terms, ~1e-7 relative), then the N plane sums in float64, as PyTorch's contiguous
-    kernel does; as fast as one float32 reduction over (N, H, W) in either memory format (a
-    float64 accumulator throughout, ``sum(dtype=torch.float64)``, is 5-10x slower in NHWC)."""
-    return t.sum((2, 3)).double().sum(0)
+def _folds(x: torch.Tensor) -> int | None:
+    """k for `_fold` if x is channels-last (and not also contiguous), else None.
+
+    A channels-last tensor is a (rows, C) matrix, rows = N*H*W. Viewed as (rows/k, k*C, 1, 1),
+    an "N x C' x 1 x 1" input that PyTorch's kernels reduce like any channels-last one, each of
+    the k*C columns gets its own float32 accumulators over only rows/k rows; the k partial
+    results per channel are then combined in float64. k ~ sqrt(2 rows) (256 rows of 512 folds
+    at 128 x 32 x 32) balances the two: error ~1e-8..1e-7 relative, measured. No copy is made.
+    """
+    if x.is_contiguous() or not x.is_contiguous(memory_format=CL):
+        return None
+    rows = x.numel() // x.shape[1]
+    k = max(1, min(math.isqrt(2 * rows), rows // 2))  # >= 2 rows per fold
+    while rows % k:  # a divisor of rows (WRN/ResNet sizes: a power of 2 at once)
+        k -= 1
+    return k if 4 * k * k >= rows else None  # no divisor near sqrt(rows): via a contiguous copy
+
+
+def _fold(t: torch.Tensor, k: int) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).reshape(-1, k * t.shape[1], 1, 1)
 
 
 def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel float64 mean and biased variance of N x C x H x W `x`.
+    """Per-channel float64 mean and biased variance of N x C x H x W `x`, exact in float32.
 
-    Two passes over x: the mean (error ~0.1 ulp, measured), then the mean of (x - m)^2 around
-    m = the mean rounded to x's dtype (mse_loss fuses the subtraction and the square: one
-    temporary), with no E[x^2] - E[x]^2 cancellation for inputs with a large mean.
+    Channels-last: PyTorch's own two-pass kernel (mean, then squared deviations: no E[x^2] -
+    E[x]^2 cancellation) on the folded view, k partial means/variances combined exactly.
+    Otherwise PyTorch's contiguous kernel, which is accurate (per-plane float32 sums added in
+    float64); a tensor in another layout is copied to contiguous first.
     """
-    n = x.numel() // x.shape[1]  # elements per channel
-    mean = _sum(x) / n
-    m = mean.to(x.dtype)
-    sq = _sum(F.mse_loss(x, _c(m).expand_as(x), reduction="none")) / n
-    return mean, (sq - (mean - m.double()) ** 2).clamp_(min=0.0)
+    k = _folds(x)
+    if k is None:
+        mean, var = torch.batch_norm_update_stats(x.contiguous(), None, None, 0.0)
+        return mean.double(), var.double()
+    means, vars_ = torch.batch_norm_update_stats(_fold(x, k), None, None, 0.0)
+    means, vars_ = means.double().view(k, -1), vars_.double().view(k, -1)
+    mean = means.mean(0)  # equal counts per fold: the mean of means, the law of total variance
+    var = vars_.mean(0) + (means - mean).square().mean(0)
+    if _offset(mean, var):  # |mean| > 4 std: the float32 rounding of k fold sums of ~|mean|
+        m = mean.to(x.dtype)  # shows; one more pass on x - m (exact) refines the mean
+        mean = m.double() + (x - _c(m)).sum((2, 3)).double().sum(0) / (x.numel() // x.shape[1])
+    return mean, var
 
 
 class _ExactBatchNorm(torch.autograd.Function):
@@ -96,33 +123,38 @@ class _ExactBatchNorm(torch.autograd.Function):
     def backward(ctx, dy, _dmean, _dvar):
         x, weight, mean, invstd, shift = ctx.saved_tensors
         need = list(ctx.needs_input_grad[:3])
-        if ctx.native:  # PyTorch's kernel with our statistics (train=True: the full formula)
+        k = None if ctx.native else _folds(x)
+        layout = CL if x.is_contiguous(memory_format=CL) and not x.is_contiguous() else torch.contiguous_format
+        if k is None:  # PyTorch's kernel with our statistics (train=True: the full formula): its
+            # sums are accurate in the contiguous layout, naive in channels-last ("native")
+            fmt = layout if ctx.native else torch.contiguous_format
             dx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                dy, x, weight, None, None, mean, invstd, True, ctx.eps, need)
-            return dx, gw, gb, None, None
-        n = x.numel() // x.shape[1]
-        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        dy = dy.contiguous(memory_format=fmt)  # elementwise kernels are fastest on equal layouts
-        m, inv = mean.double(), invstd.double()
-        sum_dy = _sum(dy)
-        d = x - _c(mean)  # centred: sum(dy*x) - mean*sum(dy) cancels when mean(dy) != 0
-        offset = _offset(m, 1.0 / (inv * inv))
-        if offset:  # keep d for dx: a*dy + k*x + (c - k*mean) would cancel too
-            dot, base, out = _sum(dy * d), d, None
-        else:  # dy*d in place, then d's memory holds dx: one 4-D temporary in all
-            dot, base, out = _sum(d.mul_(dy)), x, d
-        dot = dot - shift * sum_dy  # sum(dy * (x - exact mean)); shift: float32 rounding of the mean
+                dy.contiguous(memory_format=fmt), x.contiguous(memory_format=fmt), weight, None, None,
+                mean, invstd, True, ctx.eps, need)
+            return None if dx is None else dx.contiguous(memory_format=layout), gw, gb, None, None
+        # The sums sum(dy) and sum(dy * (x - mean)) per fold: PyTorch's backward kernel with
+        # weight 1, invstd 1 and no input gradient returns exactly these (one pass over dy, x).
+        dy = dy.contiguous(memory_format=CL)
+        _, dot, sum_dy = torch.ops.aten.native_batch_norm_backward(
+            _fold(dy, k), _fold(x, k), None, None, None, mean.repeat(k), torch.ones_like(invstd).repeat(k),
+            True, 0.0, [False, True, True])
+        sum_dy = sum_dy.double().view(k, -1).sum(0)
+        dot = dot.double().view(k, -1).sum(0) - shift * sum_dy  # sum(dy * (x - exact mean))
+        inv = invstd.double()
         gw = (dot * inv).to(x.dtype) if need[1] else None  # dL/dweight = sum(dy * xhat)
         gb = sum_dy.to(x.dtype) if need[2] else None  # dL/dbias = sum(dy)
         dx = None
         if need[0]:
             # dx = a * (dy - sum_dy/n - (x - mean) * inv^2 * dot/n) with a = weight * inv, in two
-            # fused elementwise passes: c + a*dy, then += k*base (base = x - mean, or x).
+            # fused elementwise passes: c + a*dy, then += k*x (k*(x - mean) if |mean| >> std).
+            n = x.numel() // x.shape[1]
+            m = mean.double()
+            offset = _offset(m, 1.0 / (inv * inv))
             a = inv * (weight.double() if weight is not None else 1.0)
-            k = -a * inv * inv * dot / n
-            c = -a * sum_dy / n - k * shift - (0.0 if offset else k * m)
-            dx = torch.addcmul(_c(c.to(x.dtype)), dy, _c(a.to(x.dtype)), out=out)
-            dx.addcmul_(base, _c(k.to(x.dtype)))
+            kk = -a * inv * inv * dot / n
+            c = -a * sum_dy / n - kk * shift - (0.0 if offset else kk * m)
+            dx = torch.addcmul(_c(c.to(x.dtype)), dy, _c(a.to(x.dtype)))
+            dx.addcmul_(x - _c(mean) if offset else x, _c(kk.to(x.dtype)))
         return dx, gw, gb, None, None
 
 
