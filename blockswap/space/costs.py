@@ -15,7 +15,6 @@ sampling costs thousands of genotypes per millisecond with numpy.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Sequence
 

@@ -41,7 +41,7 @@ from ..progress import progress
 from .checkpoint import CHECKPOINT, CHECKPOINT_NAME, RUN_RECORD, load_checkpoint, load_model
 from .config import RUNTIME_FIELDS, TrainConfig, recipe, run_seeds
 from .distill import at_loss, kd_loss
-from .distributed import Distributed, setup_distributed
+from .distributed import setup_distributed
 from .evaluate import autocast, evaluate
 from .models import ModelDesc, init_model, parse_model
 
