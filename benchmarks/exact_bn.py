@@ -31,20 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from machine import describe
+from paths import genotypes, naive, probes
+
 import blockswap
 from blockswap.nn import exact_bn as nn_exact_bn
 from blockswap.nn.exact_bn import exact_batch_norm
 
 CL = torch.channels_last
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    return (f"CPU: {cpu} ({os.cpu_count()} logical cores); torch {torch.__version__}, "
-            f"mkldnn available: {torch.backends.mkldnn.is_available()}, "
-            f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, threads: {torch.get_num_threads()}")
 
 
 def load() -> str:
@@ -53,11 +47,7 @@ def load() -> str:
 
 def candidates(n: int, seed: int) -> list[str]:
     """The paper's reference 800K student, then random students within 800K +- 2.5%."""
-    cands = blockswap.default_candidates()
-    table = blockswap.CostTable(blockswap.network_spec("wrn-40-2"), cands)
-    report = blockswap.sample_genotypes(table, blockswap.parse_budget("800k"), n - 1, np.random.default_rng(seed))
-    return [blockswap.load_genotype("reference:bs800k").text] + [
-        ",".join(cands[j].name for j in row) for row in report.choices]
+    return [blockswap.load_genotype("reference:bs800k").text] + genotypes("wrn-40-2", "800k", n - 1, seed)
 
 
 # ---- alternative BN paths (measured, not recommended) ----------------------------------------
@@ -109,43 +99,6 @@ def stats_variant(name: str):
 
 
 # ---- the paths ------------------------------------------------------------------------------
-
-def probes(model, x, y):
-    """blockswap.fisher_potential's computation, BN left as the caller set it up (the package
-    function itself routes BN through exact_batch_norm): gradients to the probes only."""
-    acts = []
-    handles = [b.probe.register_forward_hook(lambda _m, _i, out: acts.append(out)) for b in model.blocks]
-    model.train()
-    try:
-        logits = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    grads = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum") / x.shape[0], acts)
-    with torch.no_grad():
-        return np.array([float((a * g).sum((2, 3)).double().pow(2).sum() / (2 * x.shape[0]))
-                         for a, g in zip(acts, grads)])
-
-
-def naive(model, x, y):
-    """The authors' path: full loss.backward() (every weight gradient), tensor hooks at probes."""
-    acts, grads = [], []
-
-    def keep(_m, _i, out):
-        acts.append(out)
-        out.register_hook(grads.append)
-
-    handles = [b.probe.register_forward_hook(keep) for b in model.blocks]
-    model.train()
-    model.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    for h in handles:
-        h.remove()
-    grads.reverse()
-    with torch.no_grad():
-        return np.array([float((a * g).sum((2, 3)).double().pow(2).sum() / (2 * x.shape[0]))
-                         for a, g in zip(acts, grads)])
-
 
 def forward(model, x, y):
     with torch.no_grad():
@@ -257,7 +210,7 @@ def main() -> None:
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     torch.set_num_threads(threads[0])
-    print(machine())
+    print(describe())
     print(load())
     gen = torch.Generator().manual_seed(args.seed)
     if args.data == "randn":

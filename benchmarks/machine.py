@@ -11,5 +11,5 @@ from blockswap.files import cpu_model
 def describe() -> str:
     mkldnn = "oneDNN" if torch.backends.mkldnn.is_available() else "no oneDNN"
     cuda = f", CUDA {torch.version.cuda}" if torch.version.cuda else ""
-    return (f"CPU: {cpu_model()}; torch {torch.__version__} ({mkldnn}{cuda}); "
-            f"{torch.get_num_threads()} threads")
+    return (f"CPU: {cpu_model()}; torch {torch.__version__} ({mkldnn}{cuda}, CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}); {torch.get_num_threads()} threads")

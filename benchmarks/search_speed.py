@@ -30,54 +30,27 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from machine import describe
+from paths import genotypes, naive, probes
 
 from blockswap.data import load_split
-from blockswap.proxies import block_fisher, fisher_potential, probe_outputs
+from blockswap.proxies import fisher_potential
 from blockswap.report import format_table
-from blockswap.search import RunOptions, Scorer, ScoringData, SearchConfig, run_search, sample_genotypes
-from blockswap.space import CostTable, default_candidates, network_spec, parse_budget
-
-
-def genotypes(model: str, budget: str, n: int, seed: int) -> list[str]:
-    cands = default_candidates()
-    table = CostTable(network_spec(model), cands)
-    report = sample_genotypes(table, parse_budget(budget), n, np.random.default_rng(seed))
-    return [",".join(cands[j].name for j in row) for row in report.choices]
+from blockswap.search import RunOptions, Scorer, ScoringData, SearchConfig, run_search
+from blockswap.space import network_spec
 
 
 def naive_fisher(model, loader_iter) -> float:
-    """The authors' path: fresh loader batch, full backward (weight grads), hooks at the probes."""
+    """The authors' path, with a fresh batch from a torch DataLoader as their code draws it."""
     x, y = next(loader_iter)
-    x = (x.float() / 255 - 0.5) / 0.25
-    acts, grads = [], []
-
-    def keep(_m, _i, out):
-        acts.append(out)
-        out.register_hook(grads.append)  # a tensor hook, not a deprecated module backward hook
-
-    handles = [b.probe.register_forward_hook(keep) for b in model.blocks]
-    model.train()
-    model.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    for h in handles:
-        h.remove()
-    grads.reverse()  # the backward pass visits the probes last to first
-    with torch.no_grad():
-        return sum(float((a * g).sum((2, 3)).pow(2).mean(0).sum() / 2) for a, g in zip(acts, grads))
+    return float(naive(model, (x.float() / 255 - 0.5) / 0.25, y).sum())
 
 
 def native_channels_last(model, x, y) -> float:
     """0.1's path: channels-last with PyTorch's own train-mode BN."""
-    model.train()
-    with probe_outputs(model) as acts:
-        logits = model(x)
-    grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
-    return sum(block_fisher(a, g, x.shape[0]) for a, g in zip(acts, grads))
+    return float(probes(model, x, y).sum())
 
 
 def timed(fn) -> float:
