@@ -8,7 +8,9 @@ instead of showing a stack trace.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class BlockSwapError(ValueError):
@@ -21,3 +23,11 @@ def choices(values: Iterable[object], limit: int = 40) -> str:
     if len(items) > limit:
         return ", ".join(items[:limit]) + f", ... ({len(items) - limit} more)"
     return ", ".join(items)
+
+
+def os_error(exc: OSError, path: "str | Path | None" = None, doing: str = "write") -> BlockSwapError:
+    """One line for an `OSError`: what failed, on which path, and why ("No space left on device")."""
+    where = path if path is not None else (exc.filename or "?")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = "; free some space and rerun (with --resume where offered)" if exc.errno == errno.ENOSPC else ""
+    return BlockSwapError(f"cannot {doing} {str(where)!r}: {reason}{hint}")

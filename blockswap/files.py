@@ -8,15 +8,16 @@ the same directory, are fsync'ed, and replace the target with one `os.replace`, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
 import os
 import platform
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import BlockSwapError
+from .errors import BlockSwapError, os_error
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,35 @@ class FileFormat:
 
 
 def _atomic(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
+    """Write through a temporary file and `os.replace`; an `OSError` (a full disk, a missing
+    permission) becomes one line naming `path`, and the previous file stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # mkstemp creates 0600; give the file the mode `open` would (0666 less the umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise os_error(exc, path) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -68,14 +85,36 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return _atomic(path, lambda f: f.write(data), "wb")
 
 
+def dumps(data: Any, indent: int | None = None) -> str:
+    """Strict JSON text: a non-finite float (NaN, inf) is written as null, never as the bare
+    ``NaN`` that Python's json emits and every other JSON reader rejects."""
+    return json.dumps(_finite(data), indent=indent, default=_jsonable, allow_nan=False)
+
+
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return atomic_write_text(path, dumps(data, indent=2) + "\n")
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    """`torch.save` into memory, then an atomic write: a failing disk then raises a plain
+    `OSError` (torch's writer reports it as "unexpected pos ..."), turned into one line."""
+    import io
+
     import torch
 
-    return _atomic(path, lambda f: torch.save(obj, f), "wb")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getbuffer())
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _jsonable(obj: Any) -> Any:
@@ -87,7 +126,7 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item"):
-        return obj.item()
+        return _finite(obj.item())
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     return str(obj)

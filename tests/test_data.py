@@ -223,7 +223,7 @@ def test_sample_is_reproducible_from_the_generator():
     a = split.sample(32, torch.Generator().manual_seed(1), augment=True)
     b = split.sample(32, torch.Generator().manual_seed(1), augment=True)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    with pytest.raises(BlockSwapError, match="minibatch of 1000"):
+    with pytest.raises(BlockSwapError, match="batch size 1000 is larger than the split"):
         split.sample(1000, torch.Generator())
 
 

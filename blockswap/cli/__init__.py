@@ -2,25 +2,35 @@
 
 One module per command (``cli/blocks.py``, ``cost.py``, ``search.py``, ``train.py``,
 ``evaluate.py``, ``report.py``), each with `register(subparsers)`. Errors in user input are
-`BlockSwapError`s: printed as one line, exit status 2, never a stack trace.
+`BlockSwapError`s: printed as one line, exit status 2, never a stack trace. An `OSError` or
+SQLite error that reaches `main` (each command turns the ones it foresees into a
+`BlockSwapError` first) is printed the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
-from ..errors import BlockSwapError
+from ..errors import BlockSwapError, os_error
 
 # Modules that define `register(subparsers)`; listed here so `blockswap --help` shows them all.
 COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error (``--help`` shows the usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"blockswap: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="blockswap",
         description="Shrink a CNN to a budget by Fisher-guided block substitution (BlockSwap, ICLR 2020).")
     parser.add_argument("--version", action="version", version=f"blockswap {__version__}")
@@ -37,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BlockSwapError as exc:
         print(f"blockswap: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the last net: a path problem the commands did not foresee
+        print(f"blockswap: error: {os_error(exc, doing='use')}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"blockswap: error: results file: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("blockswap: interrupted; finished work is saved (rerun with --resume where offered)",

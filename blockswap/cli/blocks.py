@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..files import dumps
 from ..errors import BlockSwapError
 from ..report.table import format_table
 from ..space.blocks import parse_candidates
 from ..space.budget import format_count
 from ..space.complexity import Complexity
 from ..space.costs import block_complexity
+from .common import positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("blocks", help="list the block zoo with the cost of each type",
                        description="List block types with the parameters and MACs of one block "
                                    "mapping C channels to C channels at stride 1 on an HxW input.")
-    p.add_argument("--channels", type=int, default=128, help="block width C (default 128, WRN-40-2 stage 3)")
-    p.add_argument("--size", type=int, default=8, help="input height and width H=W (default 8)")
+    p.add_argument("--channels", type=positive, default=128, help="block width C (default 128, WRN-40-2 stage 3)")
+    p.add_argument("--size", type=positive, default=8, help="input height and width H=W (default 8)")
     p.add_argument("--candidates", default=None,
                    help="comma-separated block types (default: the paper's 23 CIFAR candidates)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -41,7 +42,7 @@ def run_blocks(args: argparse.Namespace) -> int:
         rows.append({"block": block.name, "family": block.family, "params": cx.params, "macs": cx.macs,
                      "params_vs_S": cx.params / base.params})
     if args.json:
-        print(json.dumps({"channels": args.channels, "size": args.size, "blocks": rows}))
+        print(dumps({"channels": args.channels, "size": args.size, "blocks": rows}))
         return 0
     table = [[r["block"], r["family"], r["params"] if r["params"] is not None else "-",
               format_count(r["macs"]) if r["macs"] is not None else "-",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..files import dumps
 from ..report.table import format_table
 from ..space.budget import format_count
 from ..space.costs import network_cost
 from ..space.genotype import load_genotype
 from ..space.networks import networks
+from .common import positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genotype", default=None,
                    help="genotype JSON file, reference CSV, reference:NAME (e.g. reference:bs800k), "
                         "or inline text 'S,G(4),...' (default: all S)")
-    p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default 32 WRN, 224 ResNet)")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default 10 WRN, 1000 ResNet)")
+    p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default 32 WRN, 224 ResNet)")
+    p.add_argument("--num-classes", type=positive, default=None, help="classifier outputs (default 10 WRN, 1000 ResNet)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run_cost)
 
@@ -32,7 +33,7 @@ def run_cost(args: argparse.Namespace) -> int:
     model = args.model or (geno.network if geno is not None else "wrn-40-2")
     c = network_cost(model, geno, input_size=args.input_size, num_classes=args.num_classes)
     if args.json:
-        print(json.dumps(c.to_dict()))
+        print(dumps(c.to_dict()))
         return 0
     rows = [[b.index, b.stage + 1, b.block, f"{b.c_in}->{b.c_out}", b.stride, b.params, format_count(b.macs)]
             for b in c.per_block]

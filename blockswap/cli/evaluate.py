@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
+from ..devices import check_device
+from ..files import dumps
 from ..data.load import load_split
 from ..errors import BlockSwapError
 from ..report.table import format_table
 from ..space.budget import format_count
 from ..train import evaluate, load_model
-from .common import DATA_HELP, DEVICE_HELP
+from .common import DATA_HELP, DEVICE_HELP, non_negative, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,16 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
     e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
     e.add_argument("--data", required=True, help=DATA_HELP)
-    e.add_argument("--batch-size", type=int, default=500, help="images per step (default 500)")
-    e.add_argument("--workers", type=int, default=4, help="ImageNet loader processes (default 4)")
+    e.add_argument("--batch-size", type=positive, default=500, help="images per step (default 500)")
+    e.add_argument("--workers", type=non_negative, default=4, help="ImageNet loader processes (default 4)")
     e.add_argument("--device", default=None, help=DEVICE_HELP)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    net, desc = load_model(args.checkpoint, args.weights, args.device or
-                           ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    net, desc = load_model(args.checkpoint, args.weights, device)
     dev = next(net.parameters()).device
     split = load_split(args.data, "val", desc.input_size, dev, args.workers)
     if split.num_classes != desc.num_classes:
@@ -43,7 +44,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = {"model": desc.text, "genotype": desc.genotype, **desc.cost(), "data": args.data,
               **evaluate(net, split, batch_size=args.batch_size)}
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
         return 0
     rows = [[desc.text, format_count(result["params"]), format_count(result["macs"]), result["images"],
              f"{result['top1_error']:.2f}", f"{result['top5_error']:.2f}", f"{result['loss']:.4f}"]]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..files import dumps
+from ..report.plots import check_plot_path
 from ..report import format_table, load_records, plot_runs, plot_search, run_groups, search_table
 from ..space.budget import format_count
+from .common import positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Rank the candidates of a `blockswap search` output folder; "
                                     "optionally plot the ranking signal against cost.")
     s.add_argument("folder", help="output folder of `blockswap search` (its results.sqlite)")
-    s.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
+    s.add_argument("--top", type=positive, default=10, help="rows to show (default 10)")
     s.add_argument("--plot", default=None, help="write a plot to this file (.png, .pdf, .svg)")
     s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -33,12 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_search_report(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_plot_path(args.plot)
     table = search_table(args.folder)
-    ranked = table.ranked()[: max(args.top, 1)]
+    ranked = table.ranked()[: args.top]
     if args.plot:
         plot_search(table, args.plot, args.metric)
     if args.json:
-        print(json.dumps({"folder": str(table.folder), "signal": table.signal, "scored": len(table.scored),
+        print(dumps({"folder": str(table.folder), "signal": table.signal, "scored": len(table.scored),
                           "candidates": len(table.rows), "top": ranked,
                           **({"plot": args.plot} if args.plot else {})}))
         return 0
@@ -51,20 +55,30 @@ def run_search_report(args: argparse.Namespace) -> int:
 
 
 def run_runs_report(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_plot_path(args.plot)
     groups = run_groups(load_records(args.paths))
     if args.plot:
         plot_runs(groups, args.plot)
     if args.json:
-        print(json.dumps({"groups": groups, **({"plot": args.plot} if args.plot else {})}))
+        print(dumps({"groups": groups, **({"plot": args.plot} if args.plot else {})}))
         return 0
-    rows = [[g["method"], g["network"], _short(g["genotype"]), format_count(g["params"]), format_count(g["macs"]),
-             g["runs"], f"{g['top1_error']:.2f} +- {g['top1_std']:.2f}", f"{g['top5_error']:.2f} +- {g['top5_std']:.2f}"]
+    rows = [[g["method"] + (f" [{g['setting']}]" if g["setting"] else ""), g["network"], _short(g["genotype"]),
+             format_count(g["params"]), format_count(g["macs"]), g["runs"], _error(g, "top1"), _error(g, "top5")]
             for g in groups]
-    print(format_table(rows, ["method", "network", "genotype", "params", "MACs", "runs", "top-1 err %",
-                              "top-5 err %"], align="llllrrrr"))
+    print(format_table(rows, ["method [setting]", "network", "genotype", "params", "MACs", "runs",
+                              "top-1 err %", "top-5 err %"], align="llllrrrr"))
+    for g in groups:
+        if g["repeats"]:
+            print(f"note: {', '.join(g['repeats'])} repeat(s) a seed already in its group; counted once")
     if args.plot:
         print(f"\nplot written to {args.plot}")
     return 0
+
+
+def _error(group: dict, which: str) -> str:
+    mean = group[f"{which}_error"]
+    return "-" if mean is None else f"{mean:.2f} +- {group[f'{which}_std']:.2f}"
 
 
 def _short(text: str, width: int = 40) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from ..files import dumps
 from ..proxies import PROXIES
 from ..report.table import format_table
 from ..search import EXECUTORS, RunOptions, SearchConfig, default_workers, run_search
 from ..space.budget import format_count
-from .common import DATA_HELP
+from .common import DATA_HELP, OVERWRITE_HELP, non_negative, positive
 
 _D = SearchConfig()
 _R = RunOptions()
@@ -29,20 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"relative budget window, accept budget*(1+-t) (default {_D.budget.tolerance})")
     p.add_argument("--candidates", default=None,
                    help="comma-separated block types (default: the paper's 23 CIFAR candidates)")
-    p.add_argument("--samples", type=int, default=_D.samples, help=f"genotypes to score (default {_D.samples})")
+    p.add_argument("--samples", type=positive, default=_D.samples, help=f"genotypes to score (default {_D.samples})")
     p.add_argument("--data", required=True,
                    help=DATA_HELP)
     p.add_argument("--out", required=True, help="output folder (results.sqlite, winner.json, ...)")
-    p.add_argument("--seed", type=int, default=_D.seed, help=f"run seed (default {_D.seed})")
+    p.add_argument("--seed", type=non_negative, default=_D.seed, help=f"run seed (default {_D.seed})")
     p.add_argument("--resume", action="store_true", help="continue the search in --out without re-scoring")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--batch-size", type=int, default=_D.batch_size,
+    p.add_argument("--batch-size", type=positive, default=_D.batch_size,
                    help=f"Fisher minibatch size = training batch size (default {_D.batch_size})")
     p.add_argument("--signals", default="fisher",
                    help="comma-separated signals to record, the first ranks (default fisher); "
                         f"one of {', '.join(PROXIES)}, training ones as name@k")
     p.add_argument("--augment", action="store_true", help="draw the minibatch with training augmentation")
-    p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the model's)")
+    p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default: the model's)")
     p.add_argument("--halving", action="store_true",
                    help="successive halving: rank all on a slice of the minibatch, rescore the top fraction")
     p.add_argument("--halving-slice", type=float, default=_D.halving_slice,
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"fraction of candidates rescored on the whole minibatch (default {_D.halving_keep})")
     p.add_argument("--checkpoint", action="store_true",
                    help="recompute blocks in the backward pass: less memory, identical value")
-    p.add_argument("--micro-batch", type=int, default=None,
+    p.add_argument("--micro-batch", type=positive, default=None,
                    help="push the minibatch in chunks of this size (APPROXIMATE: BN statistics per chunk)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="score in the contiguous memory format (the same values, slower on CPU)")
@@ -59,13 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     # (search.executors.WORKER_ENV), which this already-started process cannot.
     p.add_argument("--executor", default="process",
                    help=f"where candidates are scored: {', '.join(EXECUTORS)} (default process)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive, default=None,
                    help=f"worker processes or Ray actors (default: one per core, here {default_workers()})")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive, default=None,
                    help="torch threads per scorer (default: the cores divided among the workers)")
     p.add_argument("--device", default=_R.device, help=f"torch device (default {_R.device})")
-    p.add_argument("--top-k", type=int, default=_R.top_k, help=f"runner-ups to keep and show (default {_R.top_k})")
+    p.add_argument("--top-k", type=positive, default=_R.top_k, help=f"runner-ups to keep and show (default {_R.top_k})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -82,15 +83,19 @@ def run(args: argparse.Namespace) -> int:
                          threads=args.threads, device=args.device, progress=not (args.quiet or args.json),
                          top_k=args.top_k, checkpoint=args.checkpoint,
                          memory_format="channels_last" if args.channels_last else "contiguous")
-    result = run_search(config, args.out, resume=args.resume, run=options,
+    result = run_search(config, args.out, resume=args.resume, overwrite=args.overwrite, run=options,
                         log=lambda msg: print(msg, file=sys.stderr))
     if args.json:
-        print(json.dumps(result.summary()))
+        print(dumps(result.summary()))
         return 0
     s = result.sampling
+    if config.halving:
+        scored = (f"{result.slice_scored} ranked on {config.slice_size} examples ({result.slice_scored_now} now), "
+                  f"the top {result.scored} rescored on {config.batch_size} ({result.scored_now} now)")
+    else:
+        scored = f"{result.scored} scored ({result.scored_now} now)"
     print(f"{config.model} at {config.budget}: {s['accepted']} genotypes accepted from {s['draws']:,} "
-          f"proposals (acceptance {s['acceptance']:.2%}); {result.scored} scored "
-          f"({result.scored_now} now) in {result.seconds:.1f} s")
+          f"proposals (acceptance {s['acceptance']:.2%}); {scored} in {result.seconds:.1f} s")
     rows = [[t["rank"], t["index"], format_count(t["params"]), format_count(t["macs"]), f"{t['score']:.6g}",
              t["genotype"]] for t in result.top]
     print(format_table(rows, ["rank", "cand", "params", "MACs", result.signal, "genotype"], align="rrrrrl"))

@@ -20,9 +20,10 @@ from ..errors import BlockSwapError
 from ..space.budget import format_count
 from ..space.genotype import load_genotype
 from ..train import RECIPES, ModelDesc, TrainConfig, load_checkpoint, parse_model, recipe, train_model
-from .common import DATA_HELP, DEVICE_HELP
+from .common import DATA_HELP, DEVICE_HELP, OVERWRITE_HELP, non_negative, positive
 
-_TYPES = {"int": int, "float": float, "str": str}
+_TYPES = {"float": float, "str": str}
+_MAY_BE_ZERO = frozenset({"seed", "crop_pad", "cutout", "workers"})  # integer settings where 0 means something
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,10 +65,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "digits for digits, else cifar)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (same settings)")
-    p.add_argument("--input-size", type=int, default=None,
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument("--input-size", type=positive, default=None,
                    help="input side in pixels (default 32 for WRN, 224 for ResNets)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=positive, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     g = p.add_argument_group("training settings (default: the recipe's)")
     helps = _field_help()
@@ -79,7 +81,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         if f.type == "bool":
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            g.add_argument(flag, dest=f.name, type=_TYPES[f.type], default=None, metavar=f.name.upper(),
+            kind = (non_negative if f.name in _MAY_BE_ZERO else positive) if f.type == "int" else _TYPES[f.type]
+            g.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
                            help=text)
 
 
@@ -113,7 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
         desc = _student_model(args)
     record = train_model(cfg, args.data, args.out, desc, teacher=teacher,
                    teacher_weights=getattr(args, "teacher_weights", None), role=args.role,
-                   resume=args.resume, device=args.device, progress=not args.quiet)
+                   resume=args.resume, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # rank 0 of torchrun speaks
         print(f"{record['model']['name']} ({format_count(record['params'])} params, "
               f"{format_count(record['macs'])} MACs): top-1 error {record['top1_error']:.2f}%, "
@@ -125,20 +128,22 @@ def _student_model(args: argparse.Namespace) -> ModelDesc:
     """The student network: --model, else the genotype file's network, else the teacher's."""
     if args.teacher is None and args.teacher_weights is not None:
         raise BlockSwapError("--teacher-weights needs --teacher torchvision:NAME")
-    network = args.model
-    input_size = args.input_size
-    if network is None and args.teacher is not None:
-        if str(args.teacher).lower().startswith("torchvision:"):
-            network = str(args.teacher).partition(":")[2]
-        else:
-            teacher_model = load_checkpoint(args.teacher)["model"]
-            network = teacher_model["name"] if teacher_model.get("kind") == "blockswap" else None
-            input_size = input_size or teacher_model.get("input_size")
+    network, input_size = args.model, args.input_size
     if network is None:
         try:
             network = load_genotype(args.genotype).network  # a JSON genotype names its network
         except BlockSwapError:
-            raise BlockSwapError("cannot tell the student network: give --model (e.g. wrn-40-2), "
-                                 "a genotype JSON file, or --teacher") from None
+            network = None  # inline text or a CSV: it does not (a bad file fails below)
+    if args.teacher is not None:
+        if str(args.teacher).lower().startswith("torchvision:"):
+            network = network or str(args.teacher).partition(":")[2]
+        else:
+            teacher_model = load_checkpoint(args.teacher)["model"]
+            if network is None and teacher_model.get("kind") == "blockswap":
+                network = teacher_model["name"]
+            input_size = input_size or teacher_model.get("input_size")
+    if network is None:
+        raise BlockSwapError("cannot tell the student network: give --model (e.g. wrn-40-2), "
+                             "a genotype JSON file, or --teacher")
     geno = load_genotype(args.genotype, network)
     return parse_model(network, geno.text, None, input_size)

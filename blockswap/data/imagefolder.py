@@ -10,9 +10,9 @@ import torch
 from ..errors import BlockSwapError, choices
 from ..seeding import torch_seed
 from .spec import _STATS
-from .sharding import epoch_order, shard_batches
+from .sharding import BatchSizeCheck, epoch_order, shard_batches
 
-class ImageFolderSplit:
+class ImageFolderSplit(BatchSizeCheck):
     """ImageNet-style class folders streamed from disk by a `DataLoader` with worker processes.
 
     Training batches use RandomResizedCrop + flip; evaluation uses resize to 8/7 of the input
@@ -88,8 +88,7 @@ class ImageFolderSplit:
             yield from self._iterate(self._loader(torch.cat(indices), torch.cat(seeds), chunks, bool(augment)))
 
     def sample(self, batch_size, generator, augment=False):
-        if batch_size > len(self):
-            raise BlockSwapError(f"minibatch of {batch_size} asked from a split of {len(self)} images")
+        self.check_batch_size(batch_size)
         idx = torch.randperm(len(self), generator=generator)[:batch_size]
         seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
         return next(self._iterate(self._loader(idx, seeds, [list(range(batch_size))], bool(augment))))

@@ -1,7 +1,8 @@
-"""Epoch orders and data-parallel sharding of minibatches, shared by every split."""
+"""Epoch orders, the batch-size check and data-parallel sharding of minibatches, shared by every split."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Iterator
 
 import torch
@@ -43,3 +44,20 @@ def shard_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world_siz
 def epoch_order(n: int, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
     """The visiting order of an epoch: a permutation from `generator` (on CPU) or 0..n-1."""
     return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+
+
+class BatchSizeCheck:
+    """The one check that a minibatch fits in a split, inherited by every split class, so that
+    `search`, `train` and `Split.sample` refuse the same batch sizes with the same message."""
+
+    def check_batch_size(self, batch_size: int, what: str = "split") -> None:
+        """Refuse a `batch_size` that is not a positive integer or exceeds the split's images.
+
+        `what` names the split in the message, e.g. ``"training split of cifar10:/data"``.
+        """
+        n = len(self)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise BlockSwapError(f"batch size must be a positive number of images, got {batch_size!r}")
+        if batch_size > n:
+            raise BlockSwapError(f"batch size {batch_size} is larger than the {what} ({n} images); "
+                                 f"use a batch size of at most {n}")

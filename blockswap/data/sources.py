@@ -3,7 +3,6 @@ scikit-learn's digits, and synthetic data. Each returns uint8 images (N, 3, H, W
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BlockSwapError
+from .pickles import load_data_pickle
 from .spec import DataSpec
+
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     x = images.float() / 255
@@ -45,11 +46,12 @@ def _read_cifar(spec: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]
         expected = (f"a dict with b'data' (rows of 3072 uint8 values) and {label_key!r} "
                     "(one integer label per row)")
         try:
-            with path.open("rb") as f:
-                entry = pickle.load(f, encoding="bytes")
+            entry = load_data_pickle(path, spec.name)  # runs no code from the file
             # The release pickles bytes keys; re-pickled copies sometimes have str keys.
             data = np.asarray(_key(entry, b"data"))
             lab = np.asarray(_key(entry, label_key))
+        except BlockSwapError:
+            raise
         except Exception as exc:  # unpickling errors come in many types
             raise BlockSwapError(f"{spec.name}: cannot read {str(path)!r} as a CIFAR pickle; "
                                  f"expected {expected}: {type(exc).__name__}: {exc}") from None

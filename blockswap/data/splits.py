@@ -16,7 +16,7 @@ import torch
 
 from ..errors import BlockSwapError
 from .augment import Augment, AugmentOffsets, _as_augment, apply_augment, draw_augment
-from .sharding import epoch_order, shard_batches
+from .sharding import BatchSizeCheck, epoch_order, shard_batches
 
 class Split(Protocol):
     """One split of a dataset that yields normalised float minibatches on `device`.
@@ -40,8 +40,11 @@ class Split(Protocol):
     def sample(self, batch_size: int, generator: torch.Generator,
                augment: "bool | Augment" = False) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def check_batch_size(self, batch_size: int, what: str = "split") -> None:
+        """Raise `BlockSwapError` unless 1 <= batch_size <= len(self) (`sharding.BatchSizeCheck`)."""
 
-class TensorSplit:
+
+class TensorSplit(BatchSizeCheck):
     """An in-memory split: uint8 images (N, 3, H, W) and int64 labels, kept on `device`."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -84,8 +87,7 @@ class TensorSplit:
                 yield self._prepare(batch[pos], aug, None if offsets is None else offsets[pos])
 
     def sample(self, batch_size, generator, augment=False):
-        if batch_size > len(self):
-            raise BlockSwapError(f"minibatch of {batch_size} asked from a split of {len(self)} images")
+        self.check_batch_size(batch_size)
         aug = _as_augment(augment)
         idx = torch.randperm(len(self), generator=generator)[:batch_size]
         offsets = draw_augment(batch_size, self.input_size, self.input_size, aug, generator) \

@@ -15,7 +15,8 @@ jacob_cov      input-Jacobian correlation score (Mellor et al. 2021, v1)
 
 from . import training, zero_cost  # noqa: F401  (register their signals)
 from .fisher import FisherPotential, block_fisher, fisher_potential, probe_outputs
-from .registry import PROXIES, Proxy, ProxyOptions, Signal, get_proxy, parse_signal, rank, register_proxy
+from .registry import (PROXIES, NonFiniteSignal, Proxy, ProxyOptions, Signal, check_batch, get_proxy, parse_signal,
+                       rank, register_proxy)
 
-__all__ = ["PROXIES", "FisherPotential", "Proxy", "ProxyOptions", "Signal", "block_fisher", "fisher_potential",
-           "get_proxy", "parse_signal", "probe_outputs", "rank", "register_proxy"]
+__all__ = ["PROXIES", "FisherPotential", "NonFiniteSignal", "Proxy", "ProxyOptions", "Signal", "block_fisher",
+           "check_batch", "fisher_potential", "get_proxy", "parse_signal", "probe_outputs", "rank", "register_proxy"]

@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..errors import BlockSwapError, choices
 from ..nn.exact_bn import exact_batch_norm
-from .registry import ProxyOptions
+from .registry import ProxyOptions, check_batch, check_signal, output_classes
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
@@ -133,6 +133,10 @@ def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     m examples one at a time and is APPROXIMATE: BN normalises each chunk by its own statistics.
     Each chunk's loss is weighted by m/N so that the gradients are those of the batch-mean loss.
 
+    Raises `BlockSwapError` for a minibatch it cannot use (`registry.check_batch`: non-finite
+    inputs, labels outside the model's outputs, ...) and `NonFiniteSignal`, a `BlockSwapError`,
+    if the potential is NaN or infinite.
+
     >>> import torch, blockswap
     >>> net = blockswap.build_model("wrn-10-1")
     >>> fp = blockswap.fisher_potential(net, torch.randn(8, 3, 32, 32), torch.arange(8) % 10)
@@ -140,7 +144,7 @@ def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     (3, True)
     """
     ProxyOptions(checkpoint=checkpoint, micro_batch=micro_batch)  # validates the combination
-    check_batch(inputs, targets)
+    check_batch(inputs, targets, output_classes(model))
     if memory_format not in MEMORY_FORMATS:
         raise BlockSwapError(f"unknown memory format {memory_format!r}; valid: {choices(MEMORY_FORMATS)}")
     fmt = MEMORY_FORMATS[memory_format]
@@ -161,12 +165,5 @@ def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
             grads = torch.autograd.grad(loss, acts)
             per_block += [block_fisher(a, g, n) for a, g in zip(acts, grads)]
             del acts, grads, logits, loss
-    return FisherPotential(float(per_block.sum()), tuple(float(v) for v in per_block))
-
-
-def check_batch(inputs: torch.Tensor, targets: torch.Tensor) -> None:
-    if inputs.ndim != 4 or targets.ndim != 1 or inputs.shape[0] != targets.shape[0]:
-        raise BlockSwapError(f"a minibatch needs inputs (N, 3, H, W) and N targets, got "
-                             f"{tuple(inputs.shape)} and {tuple(targets.shape)}")
-    if inputs.shape[0] < 2:
-        raise BlockSwapError("a minibatch needs at least 2 examples (train-mode BN)")
+    total = check_signal(float(per_block.sum()), "fisher")  # a NaN is an error, never a score
+    return FisherPotential(total, tuple(float(v) for v in per_block))

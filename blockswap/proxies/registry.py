@@ -6,6 +6,7 @@ flag. A `Signal` is a registered proxy with the number of minibatches it sees ("
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -40,27 +41,102 @@ class ProxyOptions:
 ProxyFn = Callable[[nn.Module, Sequence[Batch], int, ProxyOptions], Any]
 
 
+class NonFiniteSignal(BlockSwapError):
+    """A signal came out NaN, or infinite in its better direction: it cannot be ranked."""
+
+
+def output_classes(model: nn.Module) -> int | None:
+    """The model's output width: the ``out_features`` of its last `nn.Linear` (None if it has none)."""
+    width = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            width = m.out_features
+    return width
+
+
+def check_batch(inputs: torch.Tensor, targets: torch.Tensor | None, num_classes: int | None) -> None:
+    """Refuse a minibatch a signal cannot use, with one line naming the bad value.
+
+    `inputs`: a floating (N, C, H, W) tensor of finite values, N >= 2 (train-mode BN needs two
+    examples). `targets`: N integer labels in [0, num_classes), or None for a signal that reads
+    no labels. Without this, torch fails deep inside cross_entropy, or the signal is NaN.
+    """
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.ndim != 4:
+        got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) \
+            else type(inputs).__name__
+        raise BlockSwapError(f"inputs must be a floating-point tensor (N, 3, H, W), got {got}")
+    if targets is not None:
+        if not isinstance(targets, torch.Tensor) or targets.ndim != 1 or targets.is_floating_point() \
+                or targets.is_complex() or targets.dtype == torch.bool:
+            got = f"{targets.dtype} of shape {tuple(targets.shape)}" if isinstance(targets, torch.Tensor) \
+                else type(targets).__name__
+            raise BlockSwapError(f"targets must be a 1-D tensor of integer class labels, got {got}")
+        if targets.shape[0] != inputs.shape[0]:
+            raise BlockSwapError(f"a minibatch needs one target per input: got {inputs.shape[0]} inputs "
+                                 f"and {targets.shape[0]} targets")
+    if inputs.shape[0] < 2:
+        raise BlockSwapError(f"a minibatch needs at least 2 examples (train-mode BN), got {inputs.shape[0]}")
+    bad = int((~torch.isfinite(inputs)).sum())
+    if bad:
+        raise BlockSwapError(f"inputs hold {bad} NaN/inf values; give finite inputs")
+    if targets is not None:
+        lo, hi = int(targets.min()), int(targets.max())
+        if lo < 0 or (num_classes is not None and hi >= num_classes):
+            bounds = f"[0, {num_classes})" if num_classes is not None else "[0, classes)"
+            raise BlockSwapError(f"labels must be in {bounds} (the model's outputs): got min {lo}, max {hi}")
+
+
+def check_signal(value: float, name: str, higher_is_better: bool = True) -> float:
+    """`value` if it can be ranked; NaN, or infinity toward "better" (it would beat every finite
+    score), raise `NonFiniteSignal`. Infinity toward "worse" is kept: signals return it on
+    purpose for a degenerate network (e.g. naswot's singular kernel), and it ranks last."""
+    if math.isnan(value) or value == (math.inf if higher_is_better else -math.inf):
+        raise NonFiniteSignal(f"ranking signal {name} is {value} for this network and minibatch "
+                              "(overflow in the network at initialisation?); it cannot be ranked")
+    return value
+
+
 @dataclass(frozen=True)
 class Proxy:
-    """A ranking signal: ``fn(model, batches, steps, options)`` on a freshly initialised model."""
+    """A ranking signal: ``fn(model, batches, steps, options)`` on a freshly initialised model.
+
+    `fn` checks its minibatches (`check_batch`) and its value (`check_signal`) around the
+    registered function, however it is called."""
 
     name: str
     fn: ProxyFn
     higher_is_better: bool
     trains: bool  # True: takes `steps` SGD steps on batches[:steps] ("name@k"); else steps == 1
     doc: str
+    labels: bool = True  # False: the signal reads no labels (targets may be None)
 
 
 PROXIES: dict[str, Proxy] = {}
 
 
-def register_proxy(name: str, *, higher_is_better: bool, trains: bool = False) -> Callable[[ProxyFn], ProxyFn]:
-    """Function decorator: register a ranking signal under `name` (a new name only)."""
+def register_proxy(name: str, *, higher_is_better: bool, trains: bool = False,
+                   labels: bool = True) -> Callable[[ProxyFn], ProxyFn]:
+    """Function decorator: register a ranking signal under `name` (a new name only).
+
+    `labels=False` for a signal that reads only the inputs. The registry, not each signal,
+    checks the minibatches and the result, so every signal refuses the same bad input."""
 
     def wrap(fn: ProxyFn) -> ProxyFn:
         if name in PROXIES:
             raise BlockSwapError(f"ranking signal {name!r} is already registered")
-        PROXIES[name] = Proxy(name, fn, higher_is_better, trains, (fn.__doc__ or "").strip().splitlines()[0])
+
+        @functools.wraps(fn)
+        def checked(model: nn.Module, batches: Sequence[Batch], steps: int, options: ProxyOptions) -> Any:
+            classes = output_classes(model)
+            for x, y in batches[:max(steps, 1)]:
+                check_batch(x, y if labels else None, classes)
+            result = fn(model, batches, steps, options)
+            value = result.total if hasattr(result, "total") else result  # FisherPotential
+            check_signal(float(value), name if steps == 1 else f"{name}@{steps}", higher_is_better)
+            return result
+
+        PROXIES[name] = Proxy(name, checked, higher_is_better, trains,
+                              (fn.__doc__ or "").strip().splitlines()[0], labels)
         return fn
 
     return wrap

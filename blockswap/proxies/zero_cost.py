@@ -14,8 +14,6 @@ from torch import nn
 from .registry import register_proxy
 
 
-
-
 def _weights(model: nn.Module) -> list[torch.Tensor]:
     """Conv and linear weights: the prunable parameters SNIP and SynFlow score."""
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -32,7 +30,7 @@ def _snip(model, batches, steps, options):
         return float(sum((w * g).abs().sum(dtype=torch.float64) for w, g in zip(weights, grads)))
 
 
-@register_proxy("synflow", higher_is_better=True)
+@register_proxy("synflow", higher_is_better=True, labels=False)
 def _synflow(model, batches, steps, options):
     """SynFlow: sum |w * dR/dw|, R = sum of outputs of the |w| network on an all-ones input.
 
@@ -52,7 +50,7 @@ def _synflow(model, batches, steps, options):
         return float(sum((w * g).abs().sum() for w, g in zip(weights, grads)))
 
 
-@register_proxy("naswot", higher_is_better=True)
+@register_proxy("naswot", higher_is_better=True, labels=False)
 def _naswot(model, batches, steps, options):
     """NASWOT: log|K|, K[i,j] = number of ReLUs on which examples i and j agree (Mellor et al.)."""
     x, _ = batches[0]
@@ -75,7 +73,7 @@ def _naswot(model, batches, steps, options):
     return float(logdet) if sign > 0 else -math.inf
 
 
-@register_proxy("jacob_cov", higher_is_better=True)
+@register_proxy("jacob_cov", higher_is_better=True, labels=False)
 def _jacob_cov(model, batches, steps, options):
     """Jacobian covariance: -sum(log(v + k) + 1/(v + k)), v the eigenvalues of the correlation
     matrix of the per-example input Jacobians (Mellor et al. 2021, v1; k = 1e-5)."""

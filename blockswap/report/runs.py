@@ -1,17 +1,17 @@
-"""Trained networks grouped by (method, network, genotype, data), with the mean and standard
-deviation of their top-1 / top-5 error over seeds, and error against parameters (the layout of
-the paper's Table 2 and Figure 3)."""
+"""Trained networks grouped by setting (runs that differ only in their seed), with the mean and
+standard deviation of their top-1 / top-5 error over seeds, and error against parameters (the
+layout of the paper's Table 2 and Figure 3)."""
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BlockSwapError
 from ..train.checkpoint import RUN_RECORD
+from ..train.config import RUNTIME_FIELDS
 from .plots import pyplot, save_figure
 
 
@@ -58,26 +58,69 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _setting(record: dict[str, Any]) -> dict[str, Any]:
+    """Everything that shapes a run's result except its seed: runs with equal settings are
+    repeats of one experiment, and only those are averaged."""
+    config = {k: v for k, v in record.get("config", {}).items()
+              if k != "seed" and k not in RUNTIME_FIELDS and k != "recipe"}
+    return {"role": record.get("role"), "model": record.get("model"), "data": record.get("data"),
+            "teacher": record.get("teacher"), "genotype": record.get("genotype"), **config}
+
+
+def _differences(settings: list[dict[str, Any]]) -> list[str]:
+    """The setting keys whose values are not the same in all of `settings`."""
+    keys = sorted({k for s in settings for k in s})
+    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+
+
+def _show(key: str, value: Any) -> str:
+    if key == "teacher" and isinstance(value, dict):
+        value = value.get("source")
+    elif isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True)
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
 def run_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records grouped by (method, network, genotype), with error mean/std over their seeds."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for rec in records:
-        model = rec.get("model", {})
-        key = (method(rec), model.get("name", "?"), rec.get("genotype") or "all S", rec.get("data", "?"))
-        groups.setdefault(key, []).append(rec)
+    """Records grouped by their whole setting (all but the seed), with error mean/std over seeds.
+
+    Groups that share method, network, genotype and data but differ in another setting (epochs,
+    learning rate, teacher, ...) stay apart, and each names what sets it apart (``setting``); a
+    seed repeated within a group (the same run twice) counts once, and is listed in ``repeats``.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rec in sorted(records, key=lambda r: r.get("_path", "")):
+        groups.setdefault(json.dumps(_setting(rec), sort_keys=True), []).append(rec)
+    label = {key: (method(recs[0]), recs[0].get("model", {}).get("name", "?"),
+                   recs[0].get("genotype") or "all S", recs[0].get("data", "?"))
+             for key, recs in groups.items()}
     out = []
-    for (how, name, genotype, data), recs in groups.items():
-        top1 = [r["top1_error"] for r in recs if r.get("top1_error") is not None]
-        top5 = [r["top5_error"] for r in recs if r.get("top5_error") is not None]
-        if not top1:
+    for key, recs in groups.items():
+        siblings = [json.loads(k) for k in groups if label[k] == label[key]]
+        differs = _differences(siblings)
+        setting = json.loads(key)
+        by_seed: dict[Any, dict[str, Any]] = {}
+        repeats = []
+        for r in recs:
+            seed = r.get("seeds", {}).get("run")
+            if seed in by_seed:
+                repeats.append(r.get("_path", "?"))
+            else:
+                by_seed[seed] = r
+        runs = [r for r in by_seed.values() if r.get("top1_error") is not None]
+        if not runs:
             continue
+        top1 = [r["top1_error"] for r in runs]
+        top5 = [r["top5_error"] for r in runs if r.get("top5_error") is not None]
         m1, s1 = _mean_std(top1)
-        m5, s5 = _mean_std(top5) if top5 else (math.nan, math.nan)
+        m5, s5 = _mean_std(top5) if len(top5) == len(top1) else (None, None)
+        how, name, genotype, data = label[key]
         out.append({"method": how, "network": name, "genotype": genotype, "data": data,
-                    "params": recs[0].get("params"), "macs": recs[0].get("macs"), "runs": len(top1),
-                    "seeds": sorted(r.get("seeds", {}).get("run") for r in recs),
+                    "setting": ", ".join(_show(k, setting.get(k)) for k in differs),
+                    "params": runs[0].get("params"), "macs": runs[0].get("macs"), "runs": len(runs),
+                    "seeds": sorted(r.get("seeds", {}).get("run") for r in runs), "repeats": repeats,
                     "top1_error": m1, "top1_std": s1, "top5_error": m5, "top5_std": s5})
-    return sorted(out, key=lambda g: (g["data"], -(g["params"] or 0), g["method"]))
+    return sorted(out, key=lambda g: (g["data"], -(g["params"] or 0), g["method"], g["setting"]))
 
 
 def plot_runs(groups: list[dict[str, Any]], path: str | Path) -> Path:
@@ -89,8 +132,9 @@ def plot_runs(groups: list[dict[str, Any]], path: str | Path) -> Path:
     methods = sorted({g["method"] for g in groups})
     for i, how in enumerate(methods):
         gs = [g for g in groups if g["method"] == how]
+        label = how if not any(g["setting"] for g in gs) else how + " (settings differ: see table)"
         ax.errorbar([g["params"] for g in gs], [g["top1_error"] for g in gs],
-                    yerr=[g["top1_std"] for g in gs], fmt="o", capsize=3, color=f"C{i}", label=how)
+                    yerr=[g["top1_std"] for g in gs], fmt="o", capsize=3, color=f"C{i}", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("top-1 error (%)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..data.spec import DataSpec, parse_data
+from ..devices import check_device
 from ..errors import BlockSwapError, choices
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..space.blocks import BlockType, default_candidates, parse_candidates
@@ -178,12 +179,7 @@ class RunOptions:
             raise BlockSwapError(f"threads must be a positive integer, got {self.threads!r}")
         if self.address is not None and self.executor != "ray":
             raise BlockSwapError("a cluster address only applies to the ray executor (add --executor ray)")
-        import torch
-
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise BlockSwapError(f"unknown device {self.device!r}; e.g. cpu, cuda, cuda:1, mps") from None
+        check_device(self.device)  # before any file: a missing GPU must not leave a results file
 
     def proxy_options(self, config: SearchConfig) -> ProxyOptions:
         return ProxyOptions(checkpoint=self.checkpoint, micro_batch=config.micro_batch,

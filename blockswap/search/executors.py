@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
+import socket
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
@@ -113,24 +115,72 @@ def _process_executor(run: RunOptions, config: SearchConfig, data: ScoringData) 
         env.close()
 
 
+# ray.init(address="host:port") retries an unreachable cluster for ever; a TCP connect with a
+# deadline turns that hang into an error. Seconds; BLOCKSWAP_RAY_CONNECT_TIMEOUT overrides it.
+RAY_CONNECT_TIMEOUT = 10.0
+_RAY_HINT = ("start the cluster with `ray start --head`, or use --address auto / omit --address "
+             "for a local Ray")
+
+
+def _connect_timeout() -> float:
+    text = os.environ.get("BLOCKSWAP_RAY_CONNECT_TIMEOUT")
+    if text is None:
+        return RAY_CONNECT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise BlockSwapError(f"BLOCKSWAP_RAY_CONNECT_TIMEOUT={text!r} is not a positive number of seconds")
+    return value
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of "host:port", "ray://host:port" or "[::1]:port"; None for other forms
+    ("auto", a bare host), which are left to Ray."""
+    rest = address.strip().removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _probe_cluster(address: str) -> None:
+    """Raise `BlockSwapError` unless a TCP connection to `address` opens within the timeout."""
+    target = _host_port(address)
+    if target is None:
+        return
+    timeout = _connect_timeout()
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise BlockSwapError(f"cannot reach a Ray cluster at {address!r}: {reason} "
+                             f"(TCP connect, {timeout:g} s timeout); {_RAY_HINT}") from None
+
+
 @contextlib.contextmanager
 def _ray_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
     try:
         import ray
+        from ray.exceptions import RayError
     except ImportError:
         raise BlockSwapError("the ray executor needs Ray: pip install 'blockswap[ray]'") from None
     threads = run.scorer_threads
     started = not ray.is_initialized()
     if started:
+        if run.address is not None:
+            _probe_cluster(run.address)
         try:
             if run.address is None:  # a private local instance, sized to the workers asked for
                 ray.init(num_cpus=run.workers * threads, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
             else:
                 ray.init(address=run.address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, RayError) as exc:
             raise BlockSwapError(f"cannot start or reach Ray at {run.address or 'a local instance'}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                                 f"{_RAY_HINT}") from None
     actor_class = ray.remote(num_cpus=threads, runtime_env={"env_vars": {
         **{k: v for k, v in WORKER_ENV.items() if k not in os.environ}, "OMP_NUM_THREADS": str(threads)}})(Scorer)
     shared = ray.put(data)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import BlockSwapError
 from ..files import FileFormat, atomic_write_json, atomic_write_text, versions
+from ..outdir import RunFolder, claim_folder
 from ..progress import progress
 from ..seeding import derive_seed
 from ..space.costs import CostTable
@@ -36,6 +37,8 @@ from .store import RESULTS_FILE, SCORING_VERSION, Candidate, ResultStore, candid
 
 SEARCH_RECORD = FileFormat("blockswap.search-run", 1, "BlockSwap search record")  # run.json of a search
 TOP_FILE = FileFormat("blockswap.search-top", 1, "BlockSwap top-k list")  # top.json
+SEARCH_FOLDER = RunFolder("search", RESULTS_FILE, (RESULTS_FILE, "winner.json", "top.json", "candidates.csv", "run.json"),
+                          companions=(f"{RESULTS_FILE}-wal", f"{RESULTS_FILE}-shm"))
 
 
 @dataclass
@@ -48,56 +51,76 @@ class SearchResult:
     score: float
     signal: str
     scored: int  # candidates with a full-minibatch score
-    scored_now: int  # candidates scored by this invocation (the rest came from the results file)
+    scored_now: int  # full-minibatch scores computed by this invocation (the rest came from the results file)
     seconds: float  # wall time of this invocation
     top: list[dict[str, Any]]
     sampling: dict[str, Any]
     out: Path
     timings: dict[str, float] = field(default_factory=dict)
+    slice_scored: int = 0  # halving: candidates ranked on the slice of the minibatch
+    slice_scored_now: int = 0  # halving: slice scores computed by this invocation
 
     def summary(self) -> dict[str, Any]:
         return {"best": self.best.text, "network": self.best.network, "params": self.params,
                 "macs": self.macs, "score": self.score, "signal": self.signal, "scored": self.scored,
-                "scored_now": self.scored_now, "seconds": self.seconds, "acceptance": self.sampling["acceptance"],
+                "scored_now": self.scored_now, "slice_scored": self.slice_scored,
+                "slice_scored_now": self.slice_scored_now, "seconds": self.seconds, "acceptance": self.sampling["acceptance"],
                 "rare": self.sampling["rare"], "out": str(self.out), "winner": str(self.out / "winner.json"),
                 "top": self.top}
 
 
-def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
+def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False, overwrite: bool = False,
                run: RunOptions = RunOptions(), log: Callable[[str], None] | None = None) -> SearchResult:
-    """Run (or with `resume`, continue) a search, writing its files to folder `out`."""
+    """Run (or with `resume`, continue) a search, writing its files to folder `out`.
+
+    A folder that holds a search is refused unless `resume` (continue it) or `overwrite`
+    (delete its results first); the folder is locked while the search writes (`outdir`).
+    """
     started = time.perf_counter()
     say = log or (lambda _msg: None)
-    out = Path(out)
-    path = out / RESULTS_FILE
-    holds = _holds_search(path)
-    if holds and not resume:
-        raise BlockSwapError(f"{str(out)!r} already holds a search ({RESULTS_FILE}); "
-                             "add --resume to continue it or choose another output folder")
     run.proxy_options(config)  # validates checkpoint with micro_batch before any work
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    data = scoring_data(config)  # first: bad data fails before anything is written
-    timings["data"] = time.perf_counter() - t0
-    # A new search samples before its results file exists, so an impossible budget writes nothing.
-    sampled = None if holds else _sample(config, timings, say)
-    out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(path) as store:
-        if sampled is None:
-            _check_resumable(store, config)
-            sampling = store.get_meta("sampling")
-            say(f"resuming {path}: {len(store.scores('full'))} of {config.samples} candidates already scored")
-        else:
-            sampling, rows = sampled
-            store.start(config, sampling, rows)
-        if sampling["rare"]:
-            say(f"note: acceptance {sampling['acceptance']:.2e} is below {config.min_acceptance:g}: "
-                "the budget is reachable but rare for these candidates")
-        _check_scoring_version(store, config)
+    with claim_folder(out, SEARCH_FOLDER, resume=resume, overwrite=overwrite) as out:
+        path = out / RESULTS_FILE
+        holds = _holds_search(path)
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        scored_now = _score_all(store, config, run, data)
-        timings["scoring"] = time.perf_counter() - t0
-        return _finish(store, config, run, sampling, out, scored_now, timings, started)
+        data = scoring_data(config)  # first: bad data fails before anything is written
+        timings["data"] = time.perf_counter() - t0
+        # A new search samples before its results file exists, so an impossible budget writes nothing.
+        sampled = None if holds else _sample(config, timings, say)
+        with ResultStore(path) as store:
+            if sampled is None:
+                _check_resumable(store, config)
+                sampling = store.get_meta("sampling")
+                say(f"resuming {path}: " + ", ".join(
+                    f"{len(store.scores(stage))} of {total} {what} already computed"
+                    for stage, what, total in _stages(config)))
+            else:
+                sampling, rows = sampled
+                store.start(config, sampling, rows)
+            try:
+                if sampling["rare"]:
+                    say(f"note: acceptance {sampling['acceptance']:.2e} is below {config.min_acceptance:g}: "
+                        "the budget is reachable but rare for these candidates")
+                _check_scoring_version(store, config)
+                t0 = time.perf_counter()
+                scored_now = _score_all(store, config, run, data)
+                timings["scoring"] = time.perf_counter() - t0
+                return _finish(store, config, run, sampling, out, scored_now, timings, started)
+            except BaseException:
+                if sampled is not None and not store.scores("full") and not store.scores("slice"):
+                    store.close()  # a new search that scored nothing leaves nothing to block a rerun
+                    for name in (RESULTS_FILE, *SEARCH_FOLDER.companions):
+                        (out / name).unlink(missing_ok=True)
+                raise
+
+
+def _stages(config: SearchConfig) -> list[tuple[str, str, int]]:
+    """(stage, what it is, how many) of each round of scoring."""
+    if not config.halving:
+        return [("full", "candidates scored", config.samples)]
+    return [("slice", f"slice scores ({config.slice_size} examples)", config.samples),
+            ("full", "full-minibatch rescores", config.keep)]
 
 
 def _holds_search(path: Path) -> bool:
@@ -109,9 +132,12 @@ def _holds_search(path: Path) -> bool:
 
 
 def _check_resumable(store: ResultStore, config: SearchConfig) -> None:
-    """Only settings that change results must match; run options (executor, threads, ...) may not."""
-    stored, current = store.config().to_dict(), config.to_dict()
-    diff = [f"{k}={stored.get(k)!r} (now {current[k]!r})" for k in current if stored.get(k) != current[k]]
+    """Only settings that change results must match, compared as parsed values (a budget of
+    ``30k`` is one of ``30000``); run options (executor, threads, ...) may differ."""
+    stored = store.config()
+    shown_old, shown_new = stored.to_dict(), config.to_dict()
+    diff = [f"{f.name}={shown_old[f.name]!r} (now {shown_new[f.name]!r})" for f in fields(SearchConfig)
+            if getattr(stored, f.name) != getattr(config, f.name)]
     if diff:
         raise BlockSwapError(f"{store.path} holds a search with other settings: {'; '.join(diff)}; "
                              "resume with the same settings or use another output folder")
@@ -147,9 +173,10 @@ def _sample(config: SearchConfig, timings: dict[str, float],
     return report.summary(), rows
 
 
-def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: ScoringData) -> int:
-    """Score every candidate not yet in the results file (both rounds when halving)."""
-    scored_now = 0
+def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: ScoringData) -> dict[str, int]:
+    """Score every candidate not yet in the results file (both rounds when halving); returns
+    the scores computed now per stage."""
+    scored_now = {"slice": 0, "full": 0}
     cands = store.candidates()
     with contextlib.ExitStack() as stack:
         run_tasks = None
@@ -169,13 +196,13 @@ def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: 
                           initial=len(todo_cands) - len(todo)) as bar:
                 for row in run_tasks(todo):
                     store.add(row)
-                    scored_now += 1
+                    scored_now[stage] += 1
                     bar.update(1)
     return scored_now
 
 
 def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling: dict[str, Any], out: Path,
-            scored_now: int, timings: dict[str, float], started: float) -> SearchResult:
+            scored_now: dict[str, int], timings: dict[str, float], started: float) -> SearchResult:
     full, slice_scores = store.scores("full"), store.scores("slice")
     by_index = {c.index: c for c in store.candidates()}
     top = []
@@ -200,9 +227,11 @@ def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling:
         "seed": config.seed, "run": asdict(run), "versions": versions(), "sampling": sampling,
         "winner": {"genotype": geno.text, "params": best["params"], "macs": best["macs"],
                    "score": best["score"], "signal": signal.name, "seed": best["seed"]},
-        "scored": len(full), "scored_slice": len(slice_scores), "scored_now": scored_now,
+        "scored": len(full), "scored_slice": len(slice_scores), "scored_now": scored_now["full"],
+        "scored_slice_now": scored_now["slice"],
         "timings": timings, "fisher_exact": config.micro_batch is None,
         "files": {"results": RESULTS_FILE, "winner": "winner.json", "top": "top.json",
                   "candidates": "candidates.csv"}})
     return SearchResult(geno, best["params"], best["macs"], best["score"], signal.name, len(full),
-                        scored_now, seconds, top, sampling, out, timings)
+                        scored_now["full"], seconds, top, sampling, out, timings,
+                        slice_scored=len(slice_scores), slice_scored_now=scored_now["slice"])

@@ -17,6 +17,7 @@ import torch
 from ..data.load import load_split
 from ..nn.network import build_model
 from ..proxies.fisher import MEMORY_FORMATS, FisherPotential
+from ..proxies.registry import NonFiniteSignal
 from ..seeding import derive_seed, torch_seed
 from ..space.networks import network_spec
 from .config import RunOptions, SearchConfig
@@ -41,6 +42,7 @@ def scoring_data(config: SearchConfig) -> ScoringData:
     """
     spec = network_spec(config.model)
     split = load_split(config.data, "train", config.input_size or spec.input_size, "cpu")
+    split.check_batch_size(config.batch_size, f"training split of {config.data}")  # as `train` does
     gen = torch.Generator().manual_seed(derive_seed(config.seed, "minibatch"))
     out = []
     for _ in range(config.steps):
@@ -90,11 +92,17 @@ class Scorer:
         start = time.perf_counter()
         signals: Sequence = self.signals[:1] if stage == "slice" else self.signals
         batches = self.slice if stage == "slice" else self.batches
-        values: dict[str, float] = {}
+        values: dict[str, float | None] = {}
         per_block: list[float] = []
         for signal in signals:
             # Every signal gets its own fresh copy of the same initial network.
-            result = signal(self.build(genotype_text), batches, self.options)
+            try:
+                result = signal(self.build(genotype_text), batches, self.options)
+            except NonFiniteSignal:
+                # The minibatch is checked and shared, so a NaN belongs to this candidate: record
+                # it as unscored (null; `rank` puts it last) and let the search go on.
+                values[signal.name] = None
+                continue
             if isinstance(result, FisherPotential):
                 per_block = list(result.per_block)
                 result = result.total

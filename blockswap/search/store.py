@@ -9,6 +9,7 @@ truth; ``winner.json``, ``top.json`` and ``candidates.csv`` are exports of it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BlockSwapError
-from ..files import versions
+from ..files import dumps, versions
 from ..proxies.registry import get_proxy, parse_signal, rank
 from .config import SearchConfig
 
@@ -54,6 +55,7 @@ class ResultStore:
 
     def __init__(self, path: "str | Path", readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         try:
             if readonly:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -67,6 +69,11 @@ class ResultStore:
             raise BlockSwapError(f"cannot open results file {str(self.path)!r}: {exc}") from None
 
     def close(self) -> None:
+        if not self.readonly:
+            # Back to a single file: write-ahead logging is for the live search; left on, every
+            # later reader (``report search``) would add -wal and -shm files to the folder.
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.close()
 
     def __enter__(self) -> "ResultStore":
@@ -77,18 +84,26 @@ class ResultStore:
 
     # ---- writing -----------------------------------------------------------------------
     def start(self, config: SearchConfig, sampling: dict[str, Any], rows: list[Candidate]) -> None:
-        with self.db:
+        with self._writing(), self.db:
             self.db.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?)",
                                 [(c.index, c.genotype, c.params, c.macs, c.seed) for c in rows])
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("config", json.dumps(config.to_dict())), ("sampling", json.dumps(sampling)),
-                ("versions", json.dumps(versions())), ("scoring", json.dumps(SCORING_VERSION))])
+                ("config", dumps(config.to_dict())), ("sampling", dumps(sampling)),
+                ("versions", dumps(versions())), ("scoring", dumps(SCORING_VERSION))])
 
     def add(self, row: dict[str, Any]) -> None:
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", (
-                row["index"], row["stage"], row["score"], json.dumps(row["signals"]),
-                json.dumps(row["per_block"]), row["seconds"]))
+                row["index"], row["stage"], row["score"], dumps(row["signals"]),
+                dumps(row["per_block"]), row["seconds"]))
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """SQLite's own errors (a full disk: "database or disk is full") as one line naming the file."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise BlockSwapError(f"cannot write {str(self.path)!r}: {exc}") from None
 
     # ---- reading -----------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:

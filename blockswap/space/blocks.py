@@ -262,8 +262,14 @@ def parse_block(text: "str | BlockType") -> BlockType:
     return _FAMILIES[match["family"]].parse(args, full)
 
 
-def split_types(text: str) -> list[str]:
-    """Split 'S,BG(2,M/4),G(4)' on the commas outside parentheses."""
+def split_types(text: str, what: str = "block list") -> list[str]:
+    """Split 'S,BG(2,M/4),G(4)' on the commas outside parentheses; blank text gives [].
+
+    An empty entry ('S,,G(4)', a leading or trailing comma, one of only spaces) is refused, not
+    dropped: the list would silently lose a position. `what` names the list in messages.
+    """
+    if not text.strip():
+        return []
     parts, depth, current = [], 0, []
     for ch in text:
         if ch == "(":
@@ -277,8 +283,12 @@ def split_types(text: str) -> list[str]:
             current.append(ch)
     parts.append("".join(current).strip())
     if depth != 0:
-        raise BlockSwapError(f"unbalanced parentheses in block list {text!r}")
-    return [p for p in parts if p]
+        raise BlockSwapError(f"unbalanced parentheses in {what} {text!r}")
+    for position, part in enumerate(parts, start=1):
+        if not part:
+            raise BlockSwapError(f"{what} {text!r} has an empty entry at position {position} of "
+                                 f"{len(parts)}; separate block types with single commas, e.g. 'S,G(4),B(2)'")
+    return parts
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +320,7 @@ def parse_candidates(spec: "str | list | tuple | None") -> list[BlockType]:
     if spec is None:
         return default_candidates()
     if isinstance(spec, str):
-        spec = split_types(spec)
+        spec = split_types(spec, "candidate set")
     blocks = [parse_block(s) for s in spec]
     if not blocks:
         raise BlockSwapError("the candidate set is empty; give at least one block type")

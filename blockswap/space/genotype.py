@@ -54,7 +54,7 @@ class Genotype:
     @classmethod
     def from_text(cls, text: str, network: str) -> "Genotype":
         """Parse ``"S,G(4),BG(2,M/8),..."`` (commas inside parentheses are kept)."""
-        names = split_types(text)
+        names = split_types(text, "genotype")
         if not names:
             raise BlockSwapError("empty genotype: give one block type per block, e.g. 'S,G(4),B(2)'")
         return cls(network, tuple(parse_block(n) for n in names))

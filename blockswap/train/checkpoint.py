@@ -14,12 +14,15 @@ from torch import nn
 
 from ..errors import BlockSwapError
 from ..files import FileFormat
+from ..outdir import RunFolder
 from ..nn.teacher import build_teacher
 from .models import ModelDesc
 
 RUN_RECORD = FileFormat("blockswap.run", 1, "BlockSwap run record")  # record.json of a finished run (read by report)
 CHECKPOINT = FileFormat("blockswap.checkpoint", 1, "BlockSwap checkpoint")
 CHECKPOINT_NAME = "checkpoint.pt"
+# A run folder: a resume continues from its checkpoint; all three files are results of the run.
+TRAIN_FOLDER = RunFolder("training run", CHECKPOINT_NAME, (CHECKPOINT_NAME, "metrics.jsonl", "record.json"))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

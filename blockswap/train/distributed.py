@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..devices import check_device
+
+
 @dataclass
 class Distributed:
     """Where this process sits in a data-parallel job (world_size 1: a plain run)."""
@@ -37,6 +40,8 @@ def setup_distributed(device: str | torch.device | None = None) -> Distributed:
     """
     import torch.distributed as td
 
+    if device is not None:
+        check_device(device)  # a missing GPU fails here, before a process group or a file
     owned = False
     if td.is_available() and td.is_initialized():
         rank, world = td.get_rank(), td.get_world_size()

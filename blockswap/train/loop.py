@@ -36,9 +36,10 @@ from torch import nn
 from ..data.spec import DataSpec, parse_data
 from ..data.load import load_split
 from ..errors import BlockSwapError
-from ..files import atomic_torch_save, atomic_write_json, atomic_write_text, versions
+from ..outdir import claim_folder
+from ..files import atomic_torch_save, atomic_write_json, atomic_write_text, dumps, versions
 from ..progress import progress
-from .checkpoint import CHECKPOINT, CHECKPOINT_NAME, RUN_RECORD, load_checkpoint, load_model
+from .checkpoint import CHECKPOINT, CHECKPOINT_NAME, RUN_RECORD, TRAIN_FOLDER, load_checkpoint, load_model
 from .config import RUNTIME_FIELDS, TrainConfig, recipe, run_seeds
 from .distill import at_loss, kd_loss
 from .distributed import setup_distributed
@@ -75,7 +76,7 @@ class _Teacher:
 def train_model(config: TrainConfig | str, data: str | DataSpec, out: str | Path,
                 model: ModelDesc | str, *, teacher: str | Path | None = None,
                 teacher_weights: str | Path | None = None, role: str | None = None,
-                resume: bool = False, device: str | torch.device | None = None,
+                resume: bool = False, overwrite: bool = False, device: str | torch.device | None = None,
                 progress: bool = True,
                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `model` on `data`, writing checkpoints, metrics and a record to `out`.
@@ -83,15 +84,18 @@ def train_model(config: TrainConfig | str, data: str | DataSpec, out: str | Path
     `teacher` (a checkpoint or ``torchvision:NAME`` with `teacher_weights`) turns on attention
     transfer (weight ``config.beta``) and, if ``config.kd_weight > 0``, Hinton KD; the teacher
     is frozen, in eval mode, under ``no_grad``. `resume` continues from ``out/checkpoint.pt``
-    (without it an existing checkpoint is an error). `on_epoch_end(metrics)` is called after
-    each epoch's checkpoint is written. Returns the run record (also ``out/record.json``).
+    (a folder holding results of a run is refused without it, or `overwrite`, which deletes
+    them first; the folder is locked while the run writes). `on_epoch_end(metrics)` is called
+    after each epoch's checkpoint is written. Returns the run record (also ``out/record.json``).
+    A run whose loss stops being finite raises `BlockSwapError`; its last good checkpoint stays.
     """
     cfg = recipe(config) if isinstance(config, str) else config
     dist = setup_distributed(device)
     try:
-        return _train(cfg, parse_data(data), Path(out), model, teacher, teacher_weights,
-                      role or ("student" if teacher is not None else "teacher"), resume, dist,
-                      progress, on_epoch_end)
+        with claim_folder(out, TRAIN_FOLDER, resume=resume, overwrite=overwrite, enabled=dist.is_main) as out:
+            return _train(cfg, parse_data(data), out, model, teacher, teacher_weights,
+                          role or ("student" if teacher is not None else "teacher"), resume, dist,
+                          progress, on_epoch_end)
     finally:
         dist.close()
 
@@ -113,6 +117,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
         t = _Teacher(net_t.to(memory_format=mf).requires_grad_(False), desc_t, str(teacher),
                      None if teacher_weights is None else str(teacher_weights))
 
+    train_split.check_batch_size(cfg.batch_size, f"training split of {data}")  # as the search does
     net = init_model(desc, seeds["init"]).to(dev, memory_format=mf)
     if t is not None:
         _check_attention_points(net, t.net, desc.input_size, dev)
@@ -129,10 +134,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
                 "teacher": None if t is None else {"source": t.source, "weights": t.weights,
                                                    "model": t.desc.to_dict()}}
     ckpt_path, history, start = out / CHECKPOINT_NAME, [], 0
-    if ckpt_path.exists():
-        if not resume:
-            raise BlockSwapError(f"{str(ckpt_path)!r} exists: add --resume to continue that run, "
-                                 "or choose another --out")
+    if ckpt_path.exists():  # claim_folder has refused it unless resume
         state = load_checkpoint(ckpt_path, dev)
         _check_same_run(state, identity, ckpt_path)
         net.load_state_dict(state["state_dict"])
@@ -148,7 +150,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
             print(f"resuming {str(ckpt_path)!r} after epoch {start}/{cfg.epochs}", file=sys.stderr)
     elif resume and dist.is_main and progress:
         print(f"no checkpoint in {str(out)!r} yet: starting the run", file=sys.stderr)
-    if dist.is_main:
+    if dist.is_main and history:
         _write_metrics(out, history)  # drops lines of an epoch whose checkpoint never landed
 
     # DDP must wrap the module whose forward runs, so wrap the intermediates view of the net.
@@ -160,9 +162,11 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
         tick = time.perf_counter()
         stats = _train_epoch(train_net, t, train_split, optimizer, scaler, cfg, generator, dist,
                              amp_dtype, mf, progress and dist.is_main, f"epoch {epoch + 1}/{cfg.epochs}")
+        _check_finite({"train loss": stats["train_loss"]}, epoch + 1, stats.get("diverged_step"), cfg, out)
         scheduler.step()
         val = evaluate(net, val_split, batch_size=cfg.eval_batch_size, dist=dist,
                        amp_dtype=amp_dtype, memory_format=mf)
+        _check_finite({"validation loss": val["loss"]}, epoch + 1, None, cfg, out)
         row = {"epoch": epoch + 1, "lr": lr, **stats, "val_loss": val["loss"],
                "val_top1_error": val["top1_error"], "val_top5_error": val["top5_error"],
                "seconds": time.perf_counter() - tick}
@@ -195,6 +199,7 @@ def _train_epoch(model, teacher, split, optimizer, scaler, cfg, generator, dist,
     distil = teacher is not None
     sums = torch.zeros(4, dtype=torch.float64, device=dev)  # loss, AT loss, top-1 hits, images
     steps = math.ceil(len(split) / cfg.batch_size)
+    diverged = None
     bar = progress(steps, label, "step", enabled=show, leave=False)
     tick = time.perf_counter()
     for step, (x, y) in enumerate(split.batches(
@@ -221,6 +226,11 @@ def _train_epoch(model, teacher, split, optimizer, scaler, cfg, generator, dist,
                              (logits.detach().argmax(1) == y).sum().double(),
                              torch.tensor(float(n), dtype=torch.float64, device=dev)])
         bar.update(1)
+        # A diverged loss stops the epoch (one device sync per 20 steps); decided by all
+        # processes together, so that no data-parallel rank waits for another forever.
+        if step % 20 == 0 and not torch.isfinite(dist.all_sum(sums[:1].clone())).all():
+            diverged = step + 1
+            break
         if show:
             if step % 10 == 0 or step == steps - 1:  # .item() syncs a GPU: not every step
                 seen = sums[3].item()
@@ -236,7 +246,21 @@ def _train_epoch(model, teacher, split, optimizer, scaler, cfg, generator, dist,
     if distil:
         stats["train_at_loss"] = at / n
     stats.update(train_images=int(n), train_seconds=seconds, train_img_per_s=n / seconds)
+    if diverged is not None:
+        stats["diverged_step"] = diverged
     return stats
+
+
+def _check_finite(values: dict[str, float], epoch: int, step: int | None, cfg: TrainConfig, out: Path) -> None:
+    """Stop a diverging run before it writes a checkpoint: its last good one stays in `out`."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if not bad:
+        return
+    where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+    kept = (f"the checkpoint of epoch {epoch - 1} is kept" if epoch - 1 > 0
+            else "no epoch had finished, so there is no checkpoint")
+    raise BlockSwapError(f"training diverged ({where}): {', '.join(f'{k} {v}' for k, v in bad.items())}; "
+                         f"{kept} in {str(out)!r}; lower the learning rate (--lr, now {cfg.lr:g})")
 
 
 def _summary(row: dict[str, Any]) -> str:
@@ -291,7 +315,7 @@ def _brief(value: Any) -> str:
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl: one line per finished epoch (rewritten whole, atomically: small)."""
-    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    atomic_write_text(out / "metrics.jsonl", "".join(dumps(row) + "\n" for row in history))
 
 
 def _record(identity, desc, cfg, seeds, history, dist, amp_dtype) -> dict[str, Any]:
