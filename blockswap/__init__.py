@@ -63,6 +63,9 @@ from .train import (  # noqa: E402
     train_model,
 )
 
+# Deployment (paper Sec. 8): ONNX export and measured latency; onnx is imported on first use.
+from .export import benchmark, export_onnx, verify_onnx  # noqa: E402
+
 __all__ = [
     # space and modules
     "DEFAULT_CANDIDATE_NAMES", "Block", "BlockSwapError", "BlockSwapNet", "BlockType", "Budget",
@@ -76,4 +79,6 @@ __all__ = [
     # data and training
     "RECIPES", "ModelDesc", "TrainConfig", "at_loss", "attention_map", "evaluate", "kd_loss",
     "load_model", "load_split", "parse_data", "recipe", "train_model",
+    # deployment
+    "benchmark", "export_onnx", "verify_onnx",
 ]

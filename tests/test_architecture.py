@@ -18,7 +18,7 @@ LAYERS = [
     {"nn"},
     {"proxies"},
     {"search", "train"},
-    {"report"},
+    {"report", "export"},
     {"cli"},
     {"__init__", "__main__"},
 ]

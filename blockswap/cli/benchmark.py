@@ -1,0 +1,109 @@
+"""``blockswap benchmark``: latency and throughput of a student next to its teacher, measured here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from ..errors import BlockSwapError
+from ..files import cpu_model, dumps
+from ..report.table import format_table
+from ..space.budget import format_count
+from .common import positive
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="latency and throughput of a student and its teacher on this machine",
+                       description="Time a trained student (and its teacher) side by side in one run: torch "
+                                   "eager, torch channels-last and onnxruntime, at each batch size (warm-up, "
+                                   "then the median of repeats). Prints the CPU, torch build and threads.")
+    p.add_argument("--checkpoint", default=None, help="run folder or checkpoint of the student ('blockswap train')")
+    p.add_argument("--model", default=None, help="or an untrained network: wrn-40-2, ... (with --genotype)")
+    p.add_argument("--genotype", default=None, help="genotype of the untrained network (file, reference:NAME or text)")
+    p.add_argument("--teacher", default=None,
+                   help="teacher run folder or torchvision:NAME (default: the student's recorded teacher, if any)")
+    p.add_argument("--teacher-weights", default=None, help="local weights file for a torchvision:NAME teacher")
+    p.add_argument("--no-teacher", action="store_true", help="time the student alone")
+    p.add_argument("--batch-sizes", default="1,64", help="comma-separated batch sizes (default 1,64)")
+    p.add_argument("--runtimes", default="torch,torch-channels-last,onnxruntime",
+                   help="comma-separated: torch, torch-channels-last, onnxruntime (default all)")
+    p.add_argument("--repeats", type=positive, default=10, help="timed runs per measurement; the median is shown")
+    p.add_argument("--warmup", type=positive, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--threads", type=positive, default=None, help="CPU threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export.speed import benchmark
+    from ..files import versions
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    student, desc, recorded_teacher = _student(args)
+    networks = {"student": student}
+    costs = {"student": desc.cost()}
+    teacher_source = None if args.no_teacher else (args.teacher or recorded_teacher)
+    if teacher_source is not None:
+        from ..train import load_model
+
+        networks["teacher"], t_desc = load_model(teacher_source, args.teacher_weights, "cpu")
+        costs["teacher"] = t_desc.cost()
+        if t_desc.input_size != desc.input_size:
+            raise BlockSwapError(f"the teacher takes {t_desc.input_size}px inputs, the student {desc.input_size}px")
+    say = None if args.json else (lambda msg: print(f"timing {msg} ...", file=sys.stderr))
+    timings = benchmark(networks, desc.input_size, batch_sizes=batch_sizes, runtimes=runtimes,
+                        warmup=args.warmup, repeats=args.repeats, progress=say)
+    machine = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "versions": versions()}
+    if args.json:
+        print(dumps({"machine": machine, "input_size": desc.input_size, "costs": costs,
+                     "timings": [t.to_dict() for t in timings]}))
+        return 0
+    print(f"{machine['cpu']}; torch {machine['torch']}; {machine['threads']} threads; "
+          f"{desc.input_size}x{desc.input_size} inputs; median of {args.repeats} after {args.warmup} warm-up")
+    teacher_ms = {(t.runtime, t.batch_size): t.seconds for t in timings if t.network == "teacher"}
+    rows = []
+    for t in timings:
+        vs = teacher_ms.get((t.runtime, t.batch_size))
+        rows.append([t.network, format_count(costs[t.network]["params"]), format_count(costs[t.network]["macs"]),
+                     t.runtime, t.batch_size, f"{1e3 * t.seconds:.2f}", f"{t.images_per_second:.0f}",
+                     f"{t.spread:.0%}", "" if vs is None or t.network == "teacher" else f"{vs / t.seconds:.2f}x"])
+    print(format_table(rows, ["network", "params", "MACs", "runtime", "batch", "ms", "img/s", "spread",
+                              "vs teacher"], align="lrrlrrrrr"))
+    return 0
+
+
+def _student(args: argparse.Namespace):
+    """(network in eval mode, its ModelDesc, the teacher source its run recorded or None)."""
+    from ..train import ModelDesc, init_model, load_checkpoint, load_model, parse_model
+
+    if (args.checkpoint is None) == (args.model is None and args.genotype is None):
+        raise BlockSwapError("give the student as --checkpoint RUN, or as --model M --genotype G (untrained)")
+    if args.checkpoint is not None:
+        net, desc = load_model(args.checkpoint, None, "cpu")
+        teacher = (load_checkpoint(args.checkpoint).get("teacher") or {}).get("source")
+        if teacher is not None and teacher.lower().startswith("torchvision:") and args.teacher_weights is None:
+            teacher = None  # its weights file is not recorded with it
+        return net, desc, teacher
+    from ..space.genotype import load_genotype
+
+    if args.model is None:
+        raise BlockSwapError("--genotype needs --model (e.g. --model wrn-40-2)")
+    geno = load_genotype(args.genotype, args.model) if args.genotype else None
+    desc: ModelDesc = parse_model(args.model, None if geno is None else geno.text, None, None)
+    return init_model(desc, 0).eval(), desc, None  # seeded: the same untrained weights every run
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BlockSwapError(f"{flag} {text!r}: expected comma-separated positive integers, e.g. 1,64") from None
+    if not values or any(v < 1 for v in values):
+        raise BlockSwapError(f"{flag} {text!r}: expected comma-separated positive integers, e.g. 1,64")
+    return values

@@ -1,0 +1,144 @@
+"""ONNX export of a student (or any network of this package), with batch norms folded, and a
+check that onnxruntime computes what PyTorch computes.
+
+The network is exported in eval mode: batch norm uses its running statistics and is an affine
+map. Where it directly follows a convolution (inside block bodies: conv -> BN -> ReLU -> conv)
+it is folded into that convolution's weight and bias, exactly::
+
+    w' = w * gamma / sqrt(var + eps),   b' = (b - mean) * gamma / sqrt(var + eps) + beta
+
+The pre-activation batch norms (BN -> ReLU after a residual add) have no convolution of their
+own to fold into and stay as ONNX ``BatchNormalization`` nodes (inference mode).
+
+We fold in PyTorch before exporting, so the folding is ours and tested, not a detail of an
+exporter's optimiser. The exporter is torch's ``torch.export``-based one (``dynamo=True``,
+through onnxscript): the TorchScript exporter is deprecated and announced for removal.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..errors import BlockSwapError
+from ..files import atomic_write_bytes
+
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+def _need_onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise BlockSwapError("ONNX export needs onnx, onnxscript and onnxruntime: "
+                             "pip install 'blockswap[export]'") from None
+    return onnx, onnxruntime
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    path: Path
+    opset: int
+    folded: int  # batch norms folded into the convolution before them
+    left: int  # BatchNormalization nodes in the file (pre-activation ones; the exporter's optimiser
+    # may fold one more, e.g. the first block's when only it reads the stem's convolution)
+    nodes: dict[str, int] = field(default_factory=dict)  # ONNX node types and their counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "opset": self.opset, "bn_folded": self.folded, "bn_left": self.left,
+                "nodes": self.nodes, "input": INPUT_NAME, "output": OUTPUT_NAME}
+
+
+def fold_batch_norms(model: nn.Module) -> tuple[nn.Module, int]:
+    """An eval-mode copy of `model` in which every BatchNorm2d that directly follows a Conv2d
+    in a `nn.Sequential` is folded into it (and replaced by an identity); and their number."""
+    model = copy.deepcopy(model).eval()
+    folded = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = seq._modules[first], seq._modules[second]
+            if isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn.track_running_stats:
+                seq._modules[first] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[second] = nn.Identity()
+                folded += 1
+    return model, folded
+
+
+def export_onnx(model: nn.Module, path: "str | Path", *, input_size: int | None = None, opset: int | None = None,
+                fold_bn: bool = True) -> ExportInfo:
+    """Write `model` (in eval mode; the caller's module is not changed) to the ONNX file `path`.
+
+    Input ``images`` (N, 3, H, W) with a dynamic batch N, output ``logits`` (N, classes).
+    `input_size` defaults to the network's (``model.spec.input_size``), else 224.
+    """
+    onnx, _ = _need_onnx()
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise BlockSwapError(f"ONNX file {str(path)!r} should end in .onnx")
+    size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
+    net, folded = fold_batch_norms(model) if fold_bn else (copy.deepcopy(model).eval(), 0)
+    x = torch.zeros(2, 3, size, size)
+    kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's progress chatter and deprecation notes
+        program = torch.onnx.export(net, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
+                                    **kwargs)
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    atomic_write_bytes(path, proto.SerializeToString())
+    nodes = dict(Counter(n.op_type for n in proto.graph.node).most_common())
+    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return ExportInfo(path, opset_used, folded, nodes.get("BatchNormalization", 0), nodes)
+
+
+def ort_session(path: "str | Path", threads: int | None = None, optimize: bool = True):
+    """An onnxruntime CPU session on `path`; `threads` intra-op threads (default: torch's count)."""
+    _, ort = _need_onnx()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def verify_onnx(model: nn.Module, path: "str | Path", *, batch_sizes: Sequence[int] = (1, 8),
+                input_size: int | None = None, seed: int = 0, warmup: int = 3, repeats: int = 10) -> dict[str, Any]:
+    """Run PyTorch (eval) and onnxruntime on the same seeded inputs: the largest absolute and
+    relative differences of the logits per batch size, and each runtime's median latency."""
+    from .speed import median_seconds
+
+    size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
+    model = model.eval()
+    session = ort_session(path)
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for b in batch_sizes:
+        x = torch.randn(b, 3, size, size, generator=gen)
+        with torch.inference_mode():
+            ref = model(x)
+        got = torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
+        diff = (got - ref).abs()
+        torch_s, _ = median_seconds(lambda: _eager(model, x), warmup, repeats)
+        ort_s, _ = median_seconds(lambda: session.run(None, {INPUT_NAME: x.numpy()}), warmup, repeats)
+        rows.append({"batch_size": b, "max_abs_diff": float(diff.max()),
+                     "max_rel_diff": float((diff / ref.abs().clamp_min(1e-6)).max()),
+                     "torch_ms": 1e3 * torch_s, "onnxruntime_ms": 1e3 * ort_s})
+    return {"path": str(path), "threads": torch.get_num_threads(), "batches": rows,
+            "max_abs_diff": max(r["max_abs_diff"] for r in rows)}
+
+
+def _eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
