@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import BlockSwapError
 from ..files import dumps
 from ..report.table import format_table
 from ..space.budget import format_count
 from ..space.costs import network_cost
 from ..space.genotype import load_genotype
+from ..space.latency import load_latency_table
 from ..space.networks import networks
 from .common import positive
 
@@ -24,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or inline text 'S,G(4),...' (default: all S)")
     p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default 32 WRN, 224 ResNet)")
     p.add_argument("--num-classes", type=positive, default=None, help="classifier outputs (default 10 WRN, 1000 ResNet)")
+    p.add_argument("--latency-table", default=None,
+                   help="also show the latency each block and the network take, as this table predicts")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run_cost)
 
@@ -32,14 +36,24 @@ def run_cost(args: argparse.Namespace) -> int:
     geno = None if args.genotype is None else load_genotype(args.genotype, args.model)
     model = args.model or (geno.network if geno is not None else "wrn-40-2")
     c = network_cost(model, geno, input_size=args.input_size, num_classes=args.num_classes)
+    table = None if args.latency_table is None else load_latency_table(args.latency_table)
+    if table is not None and (table.network, table.input_size) != (c.network, c.input_size):
+        raise BlockSwapError(f"latency table {args.latency_table!r} is for {table.network} at {table.input_size}px, "
+                             f"not {c.network} at {c.input_size}px")
+    seconds = [table.block_seconds(b.index, b.block) for b in c.per_block] if table else []
+    predicted = table.predict(b.block for b in c.per_block) if table else None
     if args.json:
-        print(dumps(c.to_dict()))
+        print(dumps({**c.to_dict(), **({"latency_s": predicted, "latency_per_block_s": seconds,
+                                        "latency_table": table.to_dict() | {"blocks": None}} if table else {})}))
         return 0
-    rows = [[b.index, b.stage + 1, b.block, f"{b.c_in}->{b.c_out}", b.stride, b.params, format_count(b.macs)]
-            for b in c.per_block]
-    print(format_table(rows, ["block", "stage", "type", "channels", "stride", "params", "MACs"],
-                       align="rrllrrr"))
+    rows = [[b.index, b.stage + 1, b.block, f"{b.c_in}->{b.c_out}", b.stride, b.params, format_count(b.macs),
+             *([f"{1e3 * seconds[b.index]:.3f}"] if table else [])] for b in c.per_block]
+    print(format_table(rows, ["block", "stage", "type", "channels", "stride", "params", "MACs",
+                              *(["ms"] if table else [])], align="rrllrrrr"))
     print(f"\n{c.network} ({c.input_size}x{c.input_size} input, {c.num_classes} classes): "
           f"{c.params:,} parameters ({format_count(c.params)}), {c.macs:,} MACs ({format_count(c.macs)}); "
           f"stem+head {c.fixed_params:,} parameters")
+    if table is not None:
+        print(f"predicted latency {1e3 * predicted:.3f} ms per batch of {table.batch_size} ({table.device}, "
+              f"{table.threads} threads; stem+head {1e3 * table.fixed:.3f} ms, offset {1e3 * table.offset:+.3f} ms)")
     return 0

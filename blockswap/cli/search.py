@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Every score is saved to DIR/results.sqlite as it is computed; --resume continues.")
     p.add_argument("--model", default=_D.model, help=f"network to shrink (default {_D.model})")
     p.add_argument("--budget", default="800k",
-                   help="parameters ('800k') or MACs per image ('macs=90M') (default 800k)")
+                   help="parameters ('800k'), MACs per image ('macs=90M') or predicted latency "
+                        "('latency=12ms', with --latency-table) (default 800k)")
+    p.add_argument("--latency-table", default=None,
+                   help="latency table for --budget latency=12ms (from `blockswap latency-table`)")
     p.add_argument("--tolerance", type=float, default=_D.budget.tolerance,
                    help=f"relative budget window, accept budget*(1+-t) (default {_D.budget.tolerance})")
     p.add_argument("--candidates", default=None,
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, data=args.data, batch_size=args.batch_size, seed=args.seed,
         signals=tuple(s for s in args.signals.split(",") if s.strip()), augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
-        halving_keep=args.halving_keep, micro_batch=args.micro_batch)
+        halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table)
     workers = args.workers if args.workers is not None else (default_workers() if args.executor != "local" else 1)
     options = RunOptions(executor=args.executor, workers=workers, address=args.address,
                          threads=args.threads, device=args.device, progress=not (args.quiet or args.json),

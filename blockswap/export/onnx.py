@@ -117,7 +117,7 @@ def verify_onnx(model: nn.Module, path: "str | Path", *, batch_sizes: Sequence[i
                 input_size: int | None = None, seed: int = 0, warmup: int = 3, repeats: int = 10) -> dict[str, Any]:
     """Run PyTorch (eval) and onnxruntime on the same seeded inputs: the largest absolute and
     relative differences of the logits per batch size, and each runtime's median latency."""
-    from .speed import median_seconds
+    from .timing import median_seconds
 
     size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
     model = model.eval()

@@ -9,9 +9,7 @@ build and the thread count they were measured with.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
+from .timing import median_seconds
 
 RUNTIMES = ("torch", "torch-channels-last", "onnxruntime")
 
@@ -39,19 +38,6 @@ class Timing:
     def to_dict(self) -> dict[str, Any]:
         return {"network": self.network, "runtime": self.runtime, "batch_size": self.batch_size,
                 "ms": 1e3 * self.seconds, "images_per_s": self.images_per_second, "spread": self.spread}
-
-
-def median_seconds(run: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, float]:
-    """(median, relative spread) of the wall time of `run()` after `warmup` calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    mid = statistics.median(times)
-    return mid, (max(times) - min(times)) / mid
 
 
 def benchmark(networks: dict[str, nn.Module], input_size: int, *, batch_sizes: Sequence[int] = (1, 64),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..data.spec import DataSpec, parse_data
@@ -19,6 +19,7 @@ from ..errors import BlockSwapError, choices
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..space.blocks import BlockType, default_candidates, parse_candidates
 from ..space.budget import Budget, parse_budget
+from ..space.latency import LatencyTable, load_latency_table
 from ..space.networks import network_spec
 
 
@@ -45,6 +46,10 @@ class SearchConfig:
     halving_slice: float = 0.25  # fraction of the minibatch used in the first round
     halving_keep: float = 0.1  # fraction of candidates rescored on the full minibatch
     micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
+    # A latency budget's cost model: the path of a `blockswap latency-table` file. Its content
+    # (`latency`, read once here) is what must match on resume, not its path.
+    latency_table: str | None = field(default=None, compare=False)
+    latency: LatencyTable | None = field(default=None, init=False, repr=False)
     min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
     max_draws: int = 20_000_000  # give up after this many proposals (never loop forever)
 
@@ -82,6 +87,12 @@ class SearchConfig:
         if self.input_size is not None and (not isinstance(self.input_size, int) or self.input_size < 8):
             raise BlockSwapError(f"input size must be an integer >= 8 pixels, got {self.input_size!r}")
         ProxyOptions(micro_batch=self.micro_batch)
+        if self.latency_table is not None:
+            set_("latency_table", str(self.latency_table))
+            set_("latency", load_latency_table(self.latency_table))
+        elif self.budget.metric == "latency":
+            raise BlockSwapError("a latency budget needs a latency table: add --latency-table FILE "
+                                 "(made by `blockswap latency-table --model ...`)")
 
     @property
     def rank_signal(self) -> Signal:
@@ -109,6 +120,8 @@ class SearchConfig:
         """Plain JSON values that `from_dict` reads back into an equal config."""
         out: dict[str, Any] = {}
         for f in fields(self):
+            if not f.init:
+                continue  # derived from another field
             value = getattr(self, f.name)
             if f.name == "budget":
                 value = value.text

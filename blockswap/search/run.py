@@ -137,7 +137,9 @@ def _check_resumable(store: ResultStore, config: SearchConfig) -> None:
     stored = store.config()
     shown_old, shown_new = stored.to_dict(), config.to_dict()
     diff = [f"{f.name}={shown_old[f.name]!r} (now {shown_new[f.name]!r})" for f in fields(SearchConfig)
-            if getattr(stored, f.name) != getattr(config, f.name)]
+            if f.compare and f.init and getattr(stored, f.name) != getattr(config, f.name)]
+    if stored.latency != config.latency:
+        diff.append(f"the latency table's content (now {config.latency_table!r})")
     if diff:
         raise BlockSwapError(f"{store.path} holds a search with other settings: {'; '.join(diff)}; "
                              "resume with the same settings or use another output folder")
@@ -158,7 +160,7 @@ def _sample(config: SearchConfig, timings: dict[str, float],
             say: Callable[[str], None]) -> tuple[dict[str, Any], list[Candidate]]:
     """Rejection-sample the candidates: (sampling summary, candidate rows)."""
     t0 = time.perf_counter()
-    table = CostTable(network_spec(config.model), config.candidates, config.input_size)
+    table = CostTable(network_spec(config.model), config.candidates, config.input_size, latency=config.latency)
     rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
     report = sample_genotypes(table, config.budget, config.samples, rng,
                               min_acceptance=config.min_acceptance, max_draws=config.max_draws)
@@ -167,10 +169,13 @@ def _sample(config: SearchConfig, timings: dict[str, float],
     for i, choice in enumerate(report.choices):
         text = ",".join(config.candidates[j].name for j in choice)
         rows.append(Candidate(i, text, int(params[i]), int(macs[i]), candidate_seed(config, text)))
+    summary = report.summary()
+    if config.latency is not None:  # predicted seconds of every candidate, in index order
+        summary["predicted_latency_s"] = [float(v) for v in table.totals(report.choices, "latency")]
     timings["sampling"] = time.perf_counter() - t0
     say(f"{config.samples} genotypes within {config.budget} from {report.draws:,} proposals "
         f"(acceptance {report.acceptance:.2%}, {timings['sampling']:.1f} s, no network built)")
-    return report.summary(), rows
+    return summary, rows
 
 
 def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: ScoringData) -> dict[str, int]:
@@ -226,7 +231,8 @@ def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling:
         **SEARCH_RECORD.stamp(), "command": "search", "config": config.to_dict(),
         "seed": config.seed, "run": asdict(run), "versions": versions(), "sampling": sampling,
         "winner": {"genotype": geno.text, "params": best["params"], "macs": best["macs"],
-                   "score": best["score"], "signal": signal.name, "seed": best["seed"]},
+                   "score": best["score"], "signal": signal.name, "seed": best["seed"],
+                   **({"predicted_latency_s": config.latency.predict(geno.blocks)} if config.latency else {})},
         "scored": len(full), "scored_slice": len(slice_scores), "scored_now": scored_now["full"],
         "scored_slice_now": scored_now["slice"],
         "timings": timings, "fisher_exact": config.micro_batch is None,

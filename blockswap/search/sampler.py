@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BlockSwapError, choices
-from ..space.budget import Budget, format_count
+from ..space.budget import Budget, format_cost
 from ..space.costs import CostTable
 
 
@@ -50,8 +50,9 @@ def sample_genotypes(table: CostTable, budget: Budget, n: int, rng: np.random.Ge
     where = f"{table.spec.name} with {choices([c.name for c in table.candidates], limit=6)}"
     if budget.upper < low or budget.lower > high:
         raise BlockSwapError(
-            f"budget {budget} ({format_count(budget.lower)}..{format_count(budget.upper)} {metric}) is outside "
-            f"what {where} can reach: {format_count(low)}..{format_count(high)} {metric} ({low:,}..{high:,})")
+            f"budget {budget} ({format_cost(budget.lower, metric)}..{format_cost(budget.upper, metric)} {metric}) "
+            f"is outside what {where} can reach: {format_cost(low, metric)}..{format_cost(high, metric)} {metric}"
+            + ("" if metric == "latency" else f" ({low:,}..{high:,})"))
     valid_counts = table.valid.sum(axis=1)  # (blocks,)
     # lookup[i, r] = the r-th valid candidate at block i (padding never indexed)
     lookup = np.zeros(table.valid.shape, dtype=np.int64)

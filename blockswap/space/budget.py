@@ -2,7 +2,9 @@
 authors' code accepts +-2.5%, our default).
 
 ``800k`` means 800,000 parameters, ``params=800k`` the same, ``macs=90M`` 90 million
-multiply-accumulates per image. Counts take k/M/G suffixes (powers of ten).
+multiply-accumulates per image. Counts take k/M/G suffixes (powers of ten). ``latency=12ms``
+is 12 milliseconds per batch as a latency table predicts it (`space.latency`; the target is
+held in seconds; ``us``, ``ms`` and ``s`` suffixes).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 from ..errors import BlockSwapError, choices
 
 
-METRICS = ("params", "macs")
+METRICS = ("params", "macs", "latency")
+_TIME = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(?P<unit>us|ms|s)$")
+_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 _NUMBER = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e[0-9]+)?)(?P<suffix>[kmg]?)$")
 
@@ -25,8 +29,8 @@ class Budget:
     The authors' code (both versions) uses +-2.5% around the parameter budget.
     """
 
-    metric: str = "params"  # "params" or "macs"
-    target: float = 800_000
+    metric: str = "params"  # "params", "macs" or "latency"
+    target: float = 800_000  # a count, or seconds for latency
     tolerance: float = 0.025
 
     def __post_init__(self) -> None:
@@ -49,11 +53,13 @@ class Budget:
         return (value >= self.lower) & (value <= self.upper)
 
     def __str__(self) -> str:
-        return f"{self.metric}={format_count(self.target)} +-{self.tolerance:.1%}"
+        return f"{self.metric}={format_cost(self.target, self.metric)} +-{self.tolerance:.1%}"
 
     @property
     def text(self) -> str:
         """The form `parse_budget` reads back (without the tolerance)."""
+        if self.metric == "latency":
+            return f"latency={self.target * 1e3:g}ms"
         return f"{self.metric}={self.target:g}"
 
 
@@ -74,7 +80,22 @@ def parse_budget(text: "str | Budget", tolerance: float = 0.025) -> Budget:
     metric = metric.strip().lower() or "params"
     if metric not in METRICS:
         raise BlockSwapError(f"unknown budget metric {metric!r} in {text!r}; valid metrics: {choices(METRICS)}")
+    if metric == "latency":
+        return Budget(metric, parse_seconds(value), tolerance)
     return Budget(metric, parse_count(value), tolerance)
+
+
+def parse_seconds(text: str) -> float:
+    """'12ms' -> 0.012, '800us' -> 0.0008, '0.5s' -> 0.5 (a unit is required)."""
+    match = _TIME.match(str(text).strip().lower())
+    if not match:
+        raise BlockSwapError(f"bad latency {text!r}: expected a number with a unit us, ms or s, e.g. 12ms")
+    return float(match["num"]) * _SECONDS[match["unit"]]
+
+
+def format_cost(value: float, metric: str) -> str:
+    """A cost for people: counts as format_count, latencies in ms."""
+    return f"{value * 1e3:.3g}ms" if metric == "latency" else format_count(value)
 
 
 def format_count(n: float) -> str:

@@ -24,6 +24,7 @@ from ..errors import BlockSwapError, choices
 from .blocks import BlockType, parse_block
 from .complexity import Complexity, Conv, Norm, Plan
 from .genotype import Genotype, as_genotype
+from .latency import LatencyTable
 from .networks import BlockSlot, NetworkSpec, network_spec
 
 
@@ -125,14 +126,16 @@ def check_input_size(spec: NetworkSpec, input_size: int | None) -> int:
 
 
 class CostTable:
-    """Params and MACs of every candidate type at every block position of one network.
+    """Params and MACs (and, given a latency table, seconds) of every candidate type at every
+    block position of one network.
 
-    ``params[i, j]`` / ``macs[i, j]`` is the cost of candidate j at block i; ``valid[i, j]``
-    is False where candidate j cannot split the channels at block i (its cost is then 0 and
-    it must not be sampled there).
+    ``params[i, j]`` / ``macs[i, j]`` / ``latency[i, j]`` is the cost of candidate j at block i;
+    ``valid[i, j]`` is False where candidate j cannot split the channels at block i (its cost
+    is then 0 and it must not be sampled there).
     """
 
-    def __init__(self, spec: NetworkSpec, candidates: Sequence[BlockType], input_size: int | None = None):
+    def __init__(self, spec: NetworkSpec, candidates: Sequence[BlockType], input_size: int | None = None,
+                 latency: "LatencyTable | None" = None):
         self.spec = spec
         self.candidates = list(candidates)
         self.input_size = check_input_size(spec, input_size)
@@ -153,22 +156,33 @@ class CostTable:
                 f"({slots[int(empty[0])].c_in}->{slots[int(empty[0])].c_out} channels); "
                 f"candidates: {choices(b.name for b in self.candidates)}")
         self.fixed_params, self.fixed_macs = fixed_cost(spec, self.input_size)
+        self.tables: dict[str, np.ndarray] = {"params": self.params, "macs": self.macs}
+        self.fixed: dict[str, float] = {"params": self.fixed_params, "macs": self.fixed_macs}
+        if latency is not None:
+            if (latency.network, latency.input_size) != (spec.name, self.input_size):
+                raise BlockSwapError(f"the latency table is for {latency.network} at {latency.input_size}px, "
+                                     f"not {spec.name} at {self.input_size}px")
+            self.latency = np.zeros(shape, dtype=np.float64)
+            for i, j in zip(*np.nonzero(self.valid)):
+                self.latency[i, j] = latency.block_seconds(int(i), self.candidates[j].name)
+            self.tables["latency"] = self.latency
+            self.fixed["latency"] = latency.fixed + latency.offset  # seconds
 
     def metric(self, name: str) -> np.ndarray:
-        return {"params": self.params, "macs": self.macs}[name]
+        if name not in self.tables:
+            hint = "; give a latency table (--latency-table)" if name == "latency" else ""
+            raise BlockSwapError(f"no {name} costs in this table{hint}; it has {choices(self.tables)}")
+        return self.tables[name]
 
     def totals(self, choice: np.ndarray, metric: str = "params") -> np.ndarray:
         """Total cost of genotypes given as candidate indices, shape (n, blocks) -> (n,)."""
         table = self.metric(metric)
-        fixed = self.fixed_params if metric == "params" else self.fixed_macs
         rows = np.arange(table.shape[0])
-        return table[rows[None, :], choice].sum(axis=1) + fixed
+        return table[rows[None, :], choice].sum(axis=1) + self.fixed[metric]
 
-    def range(self, metric: str = "params") -> tuple[int, int]:
-        """Smallest and largest total reachable with this candidate set."""
+    def range(self, metric: str = "params") -> tuple[float, float]:
+        """Smallest and largest total reachable with this candidate set (ints for counts)."""
         table = self.metric(metric)
-        fixed = self.fixed_params if metric == "params" else self.fixed_macs
-        big = np.iinfo(np.int64).max
-        low = np.where(self.valid, table, big).min(axis=1).sum() + fixed
-        high = np.where(self.valid, table, -1).max(axis=1).sum() + fixed
-        return int(low), int(high)
+        low = np.where(self.valid, table, np.inf).min(axis=1).sum() + self.fixed[metric]
+        high = np.where(self.valid, table, -np.inf).max(axis=1).sum() + self.fixed[metric]
+        return (float(low), float(high)) if metric == "latency" else (int(low), int(high))
