@@ -11,6 +11,7 @@ import pytest
 import blockswap.export.latency as latency_module
 from blockswap import BlockSwapError, RunOptions, SearchConfig, run_search
 from blockswap.export.latency import Protocol, measure_table, validate_table
+from blockswap.report.search import search_table
 from blockswap.space.blocks import parse_candidates
 from blockswap.space.budget import parse_budget
 from blockswap.space.costs import CostTable
@@ -63,7 +64,9 @@ def test_malformed_tables_are_refused_in_one_line(tmp_path):
     cases = [({**good, "fixed": -1}, "'fixed'"), ({**good, "network": "vgg"}, "vgg"),
              ({**good, "blocks": {"1x1->1/s1": {"S": 1e-3}}}, "not a block position"),
              ({**good, "blocks": {k: {"S": "fast"} for k in good["blocks"]}}, "non-negative seconds"),
-             ({**good, "version": 9}, "version 9")]
+             ({**good, "version": 9}, "version 9"), ({**good, "machine": ["cpu"]}, "'machine' must be an object"),
+             ({**good, "blocks": {k: {"Conv": 1e-3} for k in good["blocks"]}}, "must be written 'S'"),
+             ({**good, "blocks": {k: {"X(3)": 1e-3} for k in good["blocks"]}}, "unknown block type 'X\\(3\\)'")]
     for data, needle in cases:
         (tmp_path / "bad.json").write_text(json.dumps(data))
         with pytest.raises(BlockSwapError, match=needle):
@@ -105,11 +108,20 @@ def test_a_latency_search_samples_only_inside_the_window(tmp_path):
     with pytest.raises(BlockSwapError, match="latency table's content"):
         run_search(SearchConfig(**{**config.to_dict(), "latency_table": str(tmp_path / "changed.json")}),
                    tmp_path / "s", resume=True, run=RunOptions(progress=False))
+    # Changed in place, at the recorded path: the recorded digest tells (as the command line builds it).
+    (tmp_path / "t.json").write_text((tmp_path / "changed.json").read_text())
+    with pytest.raises(BlockSwapError, match="latency table's content"):
+        run_search(SearchConfig(**{**config.to_dict(), "latency_table_sha256": None}), tmp_path / "s",
+                   resume=True, run=RunOptions(progress=False))
+    # Gone: the search's record stays readable (its report needs no table).
+    (tmp_path / "t.json").unlink()
+    assert len(search_table(tmp_path / "s").scored) == 6
 
 
 def test_measuring_writes_every_entry_and_resumes_without_timing_twice(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(latency_module, "time_module", lambda module, shape, protocol, seed=0: calls.append(shape) or 1e-3)
+    monkeypatch.setattr(latency_module, "time_module",
+                        lambda module, shape, protocol, seed=0, backend="torch": calls.append(shape) or 1e-3)
     cands = parse_candidates("S,G(4),B(2)")
     out = tmp_path / "t.json"
     protocol = Protocol(batch_size=1, warmup=1, repeats=1)
@@ -139,3 +151,38 @@ def test_cli_cost_shows_the_predicted_latency(tmp_path):
     assert json.loads(proc.stdout)["latency_s"] == pytest.approx(table.predict(genotype.split(",")))
     one_line_error(run_cli("search", "--model", NET, "--budget", "latency=5ms", "--data", "synthetic",
                            "--out", str(tmp_path / "x")), "needs a latency table")
+
+
+def test_the_onnxruntime_backend_times_exported_blocks_and_resumes_only_with_it(tmp_path):
+    pytest.importorskip("onnxruntime")
+    cands = parse_candidates("S")
+    protocol = Protocol(batch_size=1, warmup=1, repeats=2)
+    table = measure_table("wrn-10-1", cands, tmp_path / "t.json", input_size=16, protocol=protocol,
+                          backend="onnxruntime")
+    assert table.backend == "onnxruntime" and load_latency_table(tmp_path / "t.json").backend == "onnxruntime"
+    assert all(row["S"] > 0 for row in table.blocks.values()) and len(table.blocks) == 3 and table.fixed > 0
+    with pytest.raises(BlockSwapError, match="cannot resume .*backend"):
+        measure_table("wrn-10-1", cands, tmp_path / "t.json", input_size=16, protocol=protocol, resume=True)
+    with pytest.raises(BlockSwapError, match="unknown backend 'tvm'"):
+        measure_table("wrn-10-1", cands, tmp_path / "u.json", input_size=16, protocol=protocol, backend="tvm")
+
+
+@pytest.mark.slow
+def test_cli_latency_table_measures_validates_and_stores_the_offset(tmp_path):
+    out = tmp_path / "t.json"
+    args = ("latency-table", "--model", "wrn-10-1", "--candidates", "S,G(4),B(2)", "--input-size", "16",
+            "--warmup", "1", "--repeats", "2", "--out", str(out))
+    proc = run_cli(*args, "--validate", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    shown, table = json.loads(proc.stdout), load_latency_table(out)
+    spec = network_spec("wrn-10-1")
+    assert {(k, b) for k, row in table.blocks.items() for b in row} == {
+        (shape_key(s), b.name) for s in spec.slots(16) for b in parse_candidates("S,G(4),B(2)")
+        if b.problem(s.c_in, s.c_out) is None}
+    rows = shown["validation"]["rows"]
+    assert len(rows) == 3 and table.offset == pytest.approx(float(np.median([r["measured_s"] - r["predicted_s"]
+                                                                             for r in rows])))
+    for row in rows:  # the uncorrected prediction is the table's sum
+        assert row["predicted_s"] == pytest.approx(table.predict(row["genotype"].split(",")) - table.offset)
+    one_line_error(run_cli(*args, "--resume", "--backend", "tvm"), "unknown backend 'tvm'", "torch, onnxruntime")
+    one_line_error(run_cli(*args, "--resume", "--device", "cuda:3"), "cuda:3")

@@ -11,7 +11,7 @@ from ..errors import BlockSwapError
 from ..files import cpu_model, dumps
 from ..report.table import format_table
 from ..space.budget import format_count
-from .common import positive
+from .common import network_from_args, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,23 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _student(args: argparse.Namespace):
     """(network in eval mode, its ModelDesc, the teacher source its run recorded or None)."""
-    from ..train import ModelDesc, init_model, load_checkpoint, load_model, parse_model
+    from ..train import load_checkpoint
 
-    if (args.checkpoint is None) == (args.model is None and args.genotype is None):
-        raise BlockSwapError("give the student as --checkpoint RUN, or as --model M --genotype G (untrained)")
+    net, desc = network_from_args(args.checkpoint, None, args.model, args.genotype)
+    teacher = None
     if args.checkpoint is not None:
-        net, desc = load_model(args.checkpoint, None, "cpu")
         teacher = (load_checkpoint(args.checkpoint).get("teacher") or {}).get("source")
         if teacher is not None and teacher.lower().startswith("torchvision:") and args.teacher_weights is None:
             teacher = None  # its weights file is not recorded with it
-        return net, desc, teacher
-    from ..space.genotype import load_genotype
-
-    if args.model is None:
-        raise BlockSwapError("--genotype needs --model (e.g. --model wrn-40-2)")
-    geno = load_genotype(args.genotype, args.model) if args.genotype else None
-    desc: ModelDesc = parse_model(args.model, None if geno is None else geno.text, None, None)
-    return init_model(desc, 0).eval(), desc, None  # seeded: the same untrained weights every run
+    return net, desc, teacher
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:

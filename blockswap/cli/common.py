@@ -28,3 +28,23 @@ def integer(minimum: int) -> Callable[[str], int]:
 
 positive = integer(1)  # counts: samples, workers, threads, batch sizes, rows, epochs
 non_negative = integer(0)  # seeds
+
+
+def network_from_args(checkpoint: str | None, weights: str | None, model: str | None, genotype: str | None,
+                      input_size: int | None = None):
+    """(network in eval mode on the CPU, its ModelDesc) from ``--checkpoint RUN`` (trained, or
+    ``torchvision:NAME`` with ``--weights``) or ``--model M [--genotype G]`` (untrained, seeded)."""
+    from ..errors import BlockSwapError
+    from ..space.genotype import load_genotype
+    from ..train import init_model, load_model, parse_model
+
+    if (checkpoint is None) == (model is None):
+        raise BlockSwapError("give the network as --checkpoint RUN, or as --model M [--genotype G] (untrained)")
+    if checkpoint is not None:
+        if genotype is not None:
+            raise BlockSwapError("--genotype goes with --model; a checkpoint holds its genotype")
+        return load_model(checkpoint, weights, "cpu")
+    geno = load_genotype(genotype, model) if genotype else None
+    desc = parse_model(model, None if geno is None else geno.text, None, input_size)
+    return init_model(desc, 0).eval(), desc  # seeded: the same untrained weights every run
+

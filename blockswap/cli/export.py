@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BlockSwapError, choices
 from ..files import dumps
-from .common import positive
+from .common import network_from_args, positive
 
 FORMATS = ("onnx",)
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise BlockSwapError(f"--out {args.out!r} is a folder; give a file name such as {str(out / 'model.onnx')!r}")
     if out.suffix.lower() != ".onnx":
         raise BlockSwapError(f"--out {args.out!r} should end in .onnx")
-    net, desc = _network(args)
+    net, desc = network_from_args(args.checkpoint, args.weights, args.model, args.genotype, args.input_size)
     size = args.input_size or desc.input_size
     info = export_onnx(net, out, input_size=size, opset=args.opset, fold_bn=args.fold_bn)
     check = verify_onnx(net, out, input_size=size) if args.verify else None
@@ -57,17 +57,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"  batch {r['batch_size']}: max |onnxruntime - torch| = {r['max_abs_diff']:.2e}; "
                   f"torch {r['torch_ms']:.2f} ms, onnxruntime {r['onnxruntime_ms']:.2f} ms ({check['threads']} threads)")
     return 0
-
-
-def _network(args: argparse.Namespace):
-    from ..train import init_model, load_model, parse_model
-
-    if (args.checkpoint is None) == (args.model is None):
-        raise BlockSwapError("give the network as --checkpoint RUN, or as --model M [--genotype G] (untrained)")
-    if args.checkpoint is not None:
-        return load_model(args.checkpoint, args.weights, "cpu")
-    from ..space.genotype import load_genotype
-
-    geno = load_genotype(args.genotype, args.model) if args.genotype else None
-    desc = parse_model(args.model, None if geno is None else geno.text, None, args.input_size)
-    return init_model(desc, 0).eval(), desc

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", default=None, help="comma-separated block types (default: the paper's 23)")
     p.add_argument("--out", required=True, help="the table file to write (JSON)")
     p.add_argument("--device", default="cpu", help="cpu (the only device timed so far)")
+    p.add_argument("--backend", default="torch",
+                   help="torch (eager, inference mode) or onnxruntime (each block exported to ONNX) (default torch)")
     p.add_argument("--batch-size", type=positive, default=1, help="images per call (default 1)")
     p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default: the model's)")
     p.add_argument("--threads", type=positive, default=None, help="CPU threads (default: torch's choice)")
@@ -42,9 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.latency import Protocol, measure_table, validate_table
+    from ..devices import check_device
+    from ..export.latency import Protocol, check_backend, measure_table, validate_table
 
-    if args.device != "cpu":
+    check_backend(args.backend)  # before any timing: a typo must not cost minutes
+    if check_device(args.device).type != "cpu":
         raise BlockSwapError(f"--device {args.device!r}: latency tables are timed on the cpu only so far "
                              "(CUDA timing needs synchronised events and was never run on a GPU here)")
     if args.threads is not None:
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
         table = measure_table(spec.name, cands, args.out, input_size=args.input_size, protocol=protocol,
-                              resume=args.resume, progress=tick)
+                              resume=args.resume, backend=args.backend, progress=tick)
     figures = None
     if args.validate:
         with progress(args.validate, "validating", "net", enabled=show) as bar:
@@ -69,14 +73,21 @@ def run(args: argparse.Namespace) -> int:
         table.save(args.out)
     if args.json:
         print(dumps({"table": str(args.out), "network": table.network, "threads": table.threads,
-                     "fixed_s": table.fixed, "offset_s": table.offset, "blocks": table.blocks,
+                     "backend": table.backend, "fixed_s": table.fixed, "offset_s": table.offset, "blocks": table.blocks,
                      **({"validation": figures} if figures else {})}))
         return 0
     keys = list(dict.fromkeys(table.keys()))
-    rows = [[b.name, *[f"{1e3 * table.blocks[k][b.name]:.3f}" if b.name in table.blocks.get(k, {}) else "-"
-                       for k in keys]] for b in cands]
-    print(format_table(rows, ["type (ms)", *keys], align="l" + "r" * len(keys)))
-    print(f"\n{table.network}, batch {table.batch_size}, {table.threads} threads, {table.machine.get('cpu', '?')}: "
+
+    def over_positions(name: str) -> str:  # median over the block positions (not the shapes) it fits
+        times = [table.blocks[k][name] for k in table.keys() if name in table.blocks.get(k, {})]
+        return f"{1e3 * statistics.median(times):.3f}" if times else "-"
+
+    rows = [[b.name, over_positions(b.name),
+             *[f"{1e3 * table.blocks[k][b.name]:.3f}" if b.name in table.blocks.get(k, {}) else "-" for k in keys]]
+            for b in cands]
+    print(format_table(rows, ["type (ms)", "median", *keys], align="l" + "r" * (len(keys) + 1)))
+    print(f"\n{table.network}, {table.backend}, batch {table.batch_size}, {table.threads} threads, "
+          f"{table.machine.get('cpu', '?')}: "
           f"stem+head {1e3 * table.fixed:.3f} ms; table written to {args.out}")
     if figures:
         print(f"validation on {figures['genotypes']} random genotypes: relative error median "

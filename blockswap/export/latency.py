@@ -1,15 +1,25 @@
 """Measuring latency tables (`space.latency`) and checking them against whole networks.
 
-Protocol, the same for a block and for a network: eval mode, `torch.inference_mode`, a seeded
-random input of the block's (or network's) input shape, `warmup` untimed calls, then the median
-of `repeats` timed calls (`speed.median_seconds`). Each measured entry is written to the table
-file at once (atomically), so an interrupted measurement resumes without timing anything twice.
+Protocol, the same for a block and for a network: eval mode, a seeded random input of the
+block's (or network's) input shape, `warmup` untimed calls, then the median of `repeats` timed
+calls (`timing.median_seconds`, wall time in seconds). Two backends:
+
+* ``torch``: eager PyTorch under `torch.inference_mode`;
+* ``onnxruntime``: each module exported as `blockswap export` ships a network (batch norms
+  folded, `onnx.export_module`, fixed batch size) and timed in an onnxruntime CPU session with
+  torch's thread count. Exporting takes about 2 s per entry, so a 23-type WRN-40-2 table takes
+  minutes rather than seconds.
+
+Positions whose block has the same input and output shape share one measurement (`shape_key`):
+WRN-40-2's 18 positions are 6 shapes. Each measured entry is written to the table file at once
+(atomically), so an interrupted measurement resumes without timing anything twice.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,14 +27,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BlockSwapError
+from ..errors import BlockSwapError, choices
 from ..files import versions
 from ..nn.block import Block
 from ..nn.network import build_model
+from ..seeding import derive_seed, torch_seed
 from ..space.blocks import BlockType, parse_block
 from ..space.latency import LatencyTable, load_latency_table, shape_key
 from ..space.networks import network_spec
 from .timing import median_seconds
+
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -41,10 +54,25 @@ class Protocol:
                 raise BlockSwapError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
-def time_module(module: nn.Module, shape: Sequence[int], protocol: Protocol, seed: int = 0) -> float:
-    """Median seconds of `module(x)` for a seeded random x of `shape` (eval, inference mode)."""
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise BlockSwapError(f"unknown backend {backend!r}; valid backends: {choices(BACKENDS)}")
+    return backend
+
+
+def time_module(module: nn.Module, shape: Sequence[int], protocol: Protocol, seed: int = 0,
+                backend: str = "torch") -> float:
+    """Median seconds of `module(x)` for a seeded random x of `shape` (eval mode)."""
     module = module.eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    if check_backend(backend) == "onnxruntime":
+        from .onnx import INPUT_NAME, export_module, ort_session
+
+        with tempfile.TemporaryDirectory(prefix="blockswap-latency-") as tmp:
+            export_module(module, tuple(shape), Path(tmp) / "m.onnx", dynamic_batch=False)
+            session = ort_session(Path(tmp) / "m.onnx")
+        feed = {INPUT_NAME: x.numpy()}
+        return median_seconds(lambda: session.run(None, feed), protocol.warmup, protocol.repeats)[0]
 
     def run():
         with torch.inference_mode():
@@ -54,18 +82,18 @@ def time_module(module: nn.Module, shape: Sequence[int], protocol: Protocol, see
 
 
 def measure_table(network: str, candidates: Sequence["BlockType | str"], out: "str | Path", *,
-                  input_size: int | None = None, protocol: Protocol = Protocol(), resume: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> LatencyTable:
-    """Time every candidate at every distinct block shape of `network`, and the stem and head.
+                  input_size: int | None = None, protocol: Protocol = Protocol(), backend: str = "torch",
+                  resume: bool = False, progress: Callable[[int, int], None] | None = None) -> LatencyTable:
+    """Time every candidate at every distinct block shape of `network`, and the stem and head,
+    with torch's current thread count (recorded in the table).
 
     Writes `out` after each entry; with `resume`, continues the table in `out` (same network,
-    input size, batch size and thread count) and times only what it lacks.
+    input size, batch size, backend, threads, CPU and torch) and times only what it lacks.
     """
     spec = network_spec(network)
     size = input_size or spec.input_size
     cands = [parse_block(c) for c in candidates]
-    threads = torch.get_num_threads()
-    table = _start(spec.name, size, protocol, threads, Path(out), resume)
+    table = _start(spec.name, size, protocol, check_backend(backend), Path(out), resume)
     slots = {}
     for slot in spec.slots(size):
         slots.setdefault(shape_key(slot), slot)
@@ -74,21 +102,24 @@ def measure_table(network: str, candidates: Sequence["BlockType | str"], out: "s
     done, total = 0, len(todo) + (table.fixed == 0)
     n = protocol.batch_size
     if table.fixed == 0:  # stem and head, timed as the modules the network builds
-        net = build_model(spec.name)
+        with torch_seed(0):  # weights barely change a time, but every draw comes from a seed
+            net = build_model(spec.name)
         head_in = (n, spec.widths[-1], *_final_side(spec, size))
-        fixed = time_module(net.stem, (n, 3, size, size), protocol) + time_module(net.head, head_in, protocol)
-        table = _replace(table, fixed=fixed)
+        fixed = (time_module(net.stem, (n, 3, size, size), protocol, backend=backend)
+                 + time_module(net.head, head_in, protocol, backend=backend))
+        table = replace(table, fixed=fixed)
         table.save(out)
         done += 1
         if progress:
             progress(done, total)
     for key, block in todo:
         slot = slots[key]
-        module = Block(block, slot.c_in, slot.c_out, slot.stride)
-        seconds = time_module(module, (n, slot.c_in, slot.h, slot.w), protocol)
+        with torch_seed(0):
+            module = Block(block, slot.c_in, slot.c_out, slot.stride)
+        seconds = time_module(module, (n, slot.c_in, slot.h, slot.w), protocol, backend=backend)
         blocks = {k: dict(v) for k, v in table.blocks.items()}
         blocks.setdefault(key, {})[block.name] = seconds
-        table = _replace(table, blocks=blocks)
+        table = replace(table, blocks=blocks)
         table.save(out)
         done += 1
         if progress:
@@ -96,33 +127,45 @@ def measure_table(network: str, candidates: Sequence["BlockType | str"], out: "s
     return table
 
 
-def measure_network(model: nn.Module, input_size: int, protocol: Protocol = Protocol()) -> float:
+def measure_network(model: nn.Module, input_size: int, protocol: Protocol = Protocol(),
+                    backend: str = "torch") -> float:
     """Median end-to-end seconds of a whole network, with the same protocol as its blocks."""
-    return time_module(model, (protocol.batch_size, 3, input_size, input_size), protocol)
+    return time_module(model, (protocol.batch_size, 3, input_size, input_size), protocol, backend=backend)
 
 
-def validate_table(table: LatencyTable, candidates: Sequence["BlockType | str"], n: int = 30, seed: int = 0, *,
-                   protocol: Protocol | None = None,
+def validate_table(table: LatencyTable, candidates: Sequence["BlockType | str"] | None = None, n: int = 30,
+                   seed: int = 0, *, protocol: Protocol | None = None,
                    progress: Callable[[int, int], None] | None = None) -> tuple[LatencyTable, dict[str, Any]]:
-    """Predicted against measured latency of `n` random genotypes (each block uniform over the
-    candidates valid there, from `seed`), and the table with its `offset` fitted: the median of
-    measured - (stem + head + blocks), so that corrected predictions are unbiased.
+    """Predicted against measured latency of `n` random genotypes, timed with the table's backend,
+    and the table with its `offset` fitted: the median of measured - (stem + head + blocks), so
+    that corrected predictions are unbiased.
 
+    Each block is drawn uniformly (numpy generator from `seed`) from the `candidates` valid at
+    its position (default: the types the table holds at that position's shape).
     Returns (fitted table, figures): per genotype predicted and measured seconds, and the median
     and worst relative error before and after the correction.
     """
     protocol = protocol or Protocol(batch_size=table.batch_size)
-    cands = [parse_block(c) for c in candidates]
+    cands = None if candidates is None else [parse_block(c) for c in candidates]
     spec = table.spec
-    rng = np.random.default_rng(seed)
-    base = _replace(table, offset=0.0)
+    rng = np.random.default_rng(seed)  # the draws of the figures in docs/deployment.md
+    base = replace(table, offset=0.0)
     rows = []
     for i in range(n):
-        blocks = [cands[rng.choice([j for j, c in enumerate(cands) if c.problem(s.c_in, s.c_out) is None])]
-                  for s in spec.slots(table.input_size)]
-        genotype = ",".join(b.name for b in blocks)
-        measured = measure_network(build_model(spec.name, genotype), table.input_size, protocol)
-        rows.append({"genotype": genotype, "predicted_s": base.predict(blocks), "measured_s": measured})
+        names = []
+        for slot in spec.slots(table.input_size):
+            pool = (sorted(table.blocks.get(shape_key(slot), {})) if cands is None
+                    else [c.name for c in cands if c.problem(slot.c_in, slot.c_out) is None])
+            if not pool:
+                raise BlockSwapError(f"the latency table has no block type at block {slot.index} "
+                                     f"({shape_key(slot)}); complete it with `blockswap latency-table --resume`")
+            names.append(pool[int(rng.integers(len(pool)))])
+        genotype = ",".join(names)
+        predicted = base.predict(names)  # before timing: a type missing from the table fails at once
+        with torch_seed(derive_seed(seed, "latency-validation", genotype)):
+            model = build_model(spec.name, genotype)
+        measured = measure_network(model, table.input_size, protocol, backend=table.backend)
+        rows.append({"genotype": genotype, "predicted_s": predicted, "measured_s": measured})
         if progress:
             progress(i + 1, n)
     offset = statistics.median(r["measured_s"] - r["predicted_s"] for r in rows)
@@ -135,30 +178,33 @@ def validate_table(table: LatencyTable, candidates: Sequence["BlockType | str"],
     return table.with_offset(offset, {k: v for k, v in figures.items() if k != "rows"}), figures
 
 
-def _start(network: str, size: int, protocol: Protocol, threads: int, out: Path, resume: bool) -> LatencyTable:
+def _machine(backend: str) -> dict[str, str]:
+    machine = {k: str(v) for k, v in versions().items()}
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        machine["onnxruntime"] = onnxruntime.__version__
+    return machine
+
+
+def _start(network: str, size: int, protocol: Protocol, backend: str, out: Path, resume: bool) -> LatencyTable:
     if out.exists() and not resume:
         raise BlockSwapError(f"{str(out)!r} exists; add --resume to complete that table or choose another --out")
+    machine, threads = _machine(backend), torch.get_num_threads()
     if out.exists():
         table = load_latency_table(out)
-        want = (network, size, protocol.batch_size, threads)
-        have = (table.network, table.input_size, table.batch_size, table.threads)
+        # Times from another CPU, library or thread count must not be mixed into one table.
+        want = (network, size, protocol.batch_size, backend, threads, machine["cpu"], machine["torch"])
+        have = (table.network, table.input_size, table.batch_size, table.backend, table.threads,
+                table.machine.get("cpu"), table.machine.get("torch"))
         if have != want:
-            raise BlockSwapError(f"cannot resume {str(out)!r}: it times network, input size, batch size, threads "
-                                 f"{have}, not {want}")
+            raise BlockSwapError(f"cannot resume {str(out)!r}: it times network, input size, batch size, backend, "
+                                 f"threads, CPU, torch {have}, not {want}")
         return table
-    machine = {k: str(v) for k, v in versions().items()}
-    return LatencyTable(network, size, protocol.batch_size, "cpu", "torch", threads, 0.0, {}, 0.0, machine)
-
-
-def _replace(table: LatencyTable, **changes: Any) -> LatencyTable:
-    from dataclasses import replace
-
-    return replace(table, **changes)
+    return LatencyTable(network, size, protocol.batch_size, "cpu", backend, threads, 0.0, {}, 0.0, machine)
 
 
 def _final_side(spec, size: int) -> tuple[int, int]:
-    slots = spec.slots(size)
-    last = slots[-1]
-    h = (last.h - 1) // last.stride + 1
-    return h, h
-
+    """Spatial size of the head's input: the last block's output."""
+    last = spec.slots(size)[-1]
+    return (last.h - 1) // last.stride + 1, (last.w - 1) // last.stride + 1

@@ -81,19 +81,26 @@ def export_onnx(model: nn.Module, path: "str | Path", *, input_size: int | None 
     Input ``images`` (N, 3, H, W) with a dynamic batch N, output ``logits`` (N, classes).
     `input_size` defaults to the network's (``model.spec.input_size``), else 224.
     """
+    size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
+    return export_module(model, (2, 3, size, size), path, opset=opset, fold_bn=fold_bn)
+
+
+def export_module(module: nn.Module, shape: Sequence[int], path: "str | Path", *, opset: int | None = None,
+                  fold_bn: bool = True, dynamic_batch: bool = True) -> ExportInfo:
+    """Write any module taking one tensor of `shape` (a network, one block) to ONNX `path`."""
     onnx, _ = _need_onnx()
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise BlockSwapError(f"ONNX file {str(path)!r} should end in .onnx")
-    size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
-    net, folded = fold_batch_norms(model) if fold_bn else (copy.deepcopy(model).eval(), 0)
-    x = torch.zeros(2, 3, size, size)
+    net, folded = fold_batch_norms(module) if fold_bn else (copy.deepcopy(module).eval(), 0)
+    x = torch.zeros(*shape)
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
+    if dynamic_batch:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1)},)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's progress chatter and deprecation notes
         program = torch.onnx.export(net, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
-                                    **kwargs)
+                                    verbose=False, **kwargs)
     proto = program.model_proto
     onnx.checker.check_model(proto)
     atomic_write_bytes(path, proto.SerializeToString())

@@ -47,8 +47,9 @@ class SearchConfig:
     halving_keep: float = 0.1  # fraction of candidates rescored on the full minibatch
     micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
     # A latency budget's cost model: the path of a `blockswap latency-table` file. Its content
-    # (`latency`, read once here) is what must match on resume, not its path.
+    # (`latency`, read once here; digest `latency_table_sha256`) must match on resume, not its path.
     latency_table: str | None = field(default=None, compare=False)
+    latency_table_sha256: str | None = field(default=None, compare=False)  # None: computed from the file
     latency: LatencyTable | None = field(default=None, init=False, repr=False)
     min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
     max_draws: int = 20_000_000  # give up after this many proposals (never loop forever)
@@ -89,7 +90,17 @@ class SearchConfig:
         ProxyOptions(micro_batch=self.micro_batch)
         if self.latency_table is not None:
             set_("latency_table", str(self.latency_table))
-            set_("latency", load_latency_table(self.latency_table))
+            recorded, table = self.latency_table_sha256, None
+            try:
+                table = load_latency_table(self.latency_table)
+            except BlockSwapError:
+                if recorded is None:
+                    raise
+            # A recorded config (`from_dict`) stays readable after its table moved or changed: it
+            # then holds no table, and resuming it compares digests (`search.run`).
+            if table is not None and recorded in (None, table.sha256()):
+                set_("latency", table)
+            set_("latency_table_sha256", recorded or table.sha256())
         elif self.budget.metric == "latency":
             raise BlockSwapError("a latency budget needs a latency table: add --latency-table FILE "
                                  "(made by `blockswap latency-table --model ...`)")

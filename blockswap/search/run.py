@@ -138,8 +138,9 @@ def _check_resumable(store: ResultStore, config: SearchConfig) -> None:
     shown_old, shown_new = stored.to_dict(), config.to_dict()
     diff = [f"{f.name}={shown_old[f.name]!r} (now {shown_new[f.name]!r})" for f in fields(SearchConfig)
             if f.compare and f.init and getattr(stored, f.name) != getattr(config, f.name)]
-    if stored.latency != config.latency:
-        diff.append(f"the latency table's content (now {config.latency_table!r})")
+    if stored.latency_table_sha256 != (config.latency.sha256() if config.latency else None):
+        diff.append(f"the latency table's content (sha256 {str(stored.latency_table_sha256)[:12]}, now "
+                    f"{config.latency_table!r} with {config.latency.sha256()[:12] if config.latency else 'none'})")
     if diff:
         raise BlockSwapError(f"{store.path} holds a search with other settings: {'; '.join(diff)}; "
                              "resume with the same settings or use another output folder")
@@ -160,6 +161,9 @@ def _sample(config: SearchConfig, timings: dict[str, float],
             say: Callable[[str], None]) -> tuple[dict[str, Any], list[Candidate]]:
     """Rejection-sample the candidates: (sampling summary, candidate rows)."""
     t0 = time.perf_counter()
+    if config.latency_table is not None and config.latency is None:
+        raise BlockSwapError(f"latency table {config.latency_table!r} is missing or is not the recorded one "
+                             f"(sha256 {config.latency_table_sha256[:12]}...)")
     table = CostTable(network_spec(config.model), config.candidates, config.input_size, latency=config.latency)
     rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
     report = sample_genotypes(table, config.budget, config.samples, rng,

@@ -17,6 +17,7 @@ Times are seconds (float). The table is data from disk: every field is checked o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from typing import Any, Iterable
 
 from ..errors import BlockSwapError
 from ..files import FileFormat, atomic_write_json
+from .blocks import parse_block
 from .networks import BlockSlot, NetworkSpec, network_spec
 
 LATENCY_TABLE = FileFormat("blockswap.latency-table", 1, "BlockSwap latency table")
@@ -90,6 +92,12 @@ class LatencyTable:
     def save(self, path: "str | Path") -> Path:
         return atomic_write_json(path, self.to_dict())
 
+    def sha256(self) -> str:
+        """Digest of the table's content (not of its path or file layout): a search records it,
+        so that resuming with a changed table, even at the same path, is refused."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
 
 def load_latency_table(path: "str | Path") -> LatencyTable:
     """A latency table from its JSON file, every field checked (the file is untrusted input)."""
@@ -121,6 +129,16 @@ def table_from_dict(data: dict[str, Any], where: str = "latency table") -> Laten
                                                 and not isinstance(s, bool) and seconds(float(s))
                                                 for b, s in row.items()):
             raise BlockSwapError(f"{where}: entry {key!r} must map block types to non-negative seconds")
+        for name in row:  # lookups use canonical names: 'G(4)', never 'G4B1'
+            try:
+                canonical = parse_block(name).name
+            except BlockSwapError as exc:
+                raise BlockSwapError(f"{where}: entry {key!r}: {exc}") from None
+            if canonical != name:
+                raise BlockSwapError(f"{where}: block type {name!r} in entry {key!r} must be written {canonical!r}")
+    for key in ("machine", "validation"):
+        if not isinstance(data.get(key, {}), dict):
+            raise BlockSwapError(f"{where}: field {key!r} must be an object, got {data.get(key)!r}")
     table = LatencyTable(
         network=network_spec(need("network", str)).name, input_size=need("input_size", int, lambda v: v >= 8),
         batch_size=need("batch_size", int, lambda v: v >= 1), device=need("device", str),
@@ -128,7 +146,7 @@ def table_from_dict(data: dict[str, Any], where: str = "latency table") -> Laten
         fixed=need("fixed", float, seconds), offset=need("offset", float, math.isfinite),
         blocks={k: {b: float(s) for b, s in row.items()} for k, row in blocks.items()},
         machine={str(k): str(v) for k, v in (data.get("machine") or {}).items()},
-        validation=data.get("validation") if isinstance(data.get("validation"), dict) else {})
+        validation=dict(data.get("validation") or {}))
     unknown = sorted(set(blocks) - set(table.keys()))
     if unknown:
         raise BlockSwapError(f"{where}: shape {unknown[0]!r} is not a block position of {table.network} "
