@@ -11,7 +11,7 @@ from ..errors import BlockSwapError
 from ..files import cpu_model, dumps
 from ..report.table import format_table
 from ..space.budget import format_count
-from .common import network_from_args, positive
+from .common import integers, network_from_args, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="teacher run folder or torchvision:NAME (default: the student's recorded teacher, if any)")
     p.add_argument("--teacher-weights", default=None, help="local weights file for a torchvision:NAME teacher")
     p.add_argument("--no-teacher", action="store_true", help="time the student alone")
-    p.add_argument("--batch-sizes", default="1,64", help="comma-separated batch sizes (default 1,64)")
+    p.add_argument("--batch-sizes", type=integers(1), default=(1, 64), help="comma-separated batch sizes (default 1,64)")
     p.add_argument("--runtimes", default="torch,torch-channels-last,onnxruntime",
                    help="comma-separated: torch, torch-channels-last, onnxruntime (default all)")
     p.add_argument("--repeats", type=positive, default=10, help="timed runs per measurement; the median is shown")
@@ -42,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     student, desc, recorded_teacher = _student(args)
     networks = {"student": student}
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if t_desc.input_size != desc.input_size:
             raise BlockSwapError(f"the teacher takes {t_desc.input_size}px inputs, the student {desc.input_size}px")
     say = None if args.json else (lambda msg: print(f"timing {msg} ...", file=sys.stderr))
-    timings = benchmark(networks, desc.input_size, batch_sizes=batch_sizes, runtimes=runtimes,
+    timings = benchmark(networks, desc.input_size, batch_sizes=args.batch_sizes, runtimes=runtimes,
                         warmup=args.warmup, repeats=args.repeats, progress=say)
     machine = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "versions": versions()}
@@ -89,13 +88,3 @@ def _student(args: argparse.Namespace):
         if teacher is not None and teacher.lower().startswith("torchvision:") and args.teacher_weights is None:
             teacher = None  # its weights file is not recorded with it
     return net, desc, teacher
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise BlockSwapError(f"{flag} {text!r}: expected comma-separated positive integers, e.g. 1,64") from None
-    if not values or any(v < 1 for v in values):
-        raise BlockSwapError(f"{flag} {text!r}: expected comma-separated positive integers, e.g. 1,64")
-    return values

@@ -26,6 +26,20 @@ def integer(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def integers(minimum: int) -> Callable[[str], tuple[int, ...]]:
+    """An argparse type: comma-separated integers, each >= `minimum` (e.g. batch sizes '1,64')."""
+    one = integer(minimum)
+
+    def parse(text: str) -> tuple[int, ...]:
+        values = tuple(one(v) for v in text.split(",") if v.strip())
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} holds no integer; e.g. 1,64")
+        return values
+
+    parse.__name__ = f"comma-separated integers >= {minimum}"
+    return parse
+
+
 positive = integer(1)  # counts: samples, workers, threads, batch sizes, rows, epochs
 non_negative = integer(0)  # seeds
 

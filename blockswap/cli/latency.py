@@ -14,7 +14,7 @@ from ..progress import progress
 from ..report.table import format_table
 from ..space.blocks import parse_candidates
 from ..space.networks import network_spec
-from .common import positive
+from .common import non_negative, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=positive, default=20, help="timed calls per entry; the median is kept (default 20)")
     p.add_argument("--validate", type=positive, default=None, metavar="N",
                    help="time N random whole networks, report the prediction error and fit the offset")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation genotypes (default 0)")
+    p.add_argument("--seed", type=non_negative, default=0, help="seed of the validation genotypes (default 0)")
     p.add_argument("--resume", action="store_true", help="complete the table in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -18,7 +18,6 @@ WRN-40-2's 18 positions are 6 shapes. Each measured entry is written to the tabl
 from __future__ import annotations
 
 import statistics
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,7 +34,7 @@ from ..seeding import derive_seed, torch_seed
 from ..space.blocks import BlockType, parse_block
 from ..space.latency import LatencyTable, load_latency_table, shape_key
 from ..space.networks import network_spec
-from .timing import median_seconds
+from .timing import eager_call, median_seconds, session_call
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -66,18 +65,11 @@ def time_module(module: nn.Module, shape: Sequence[int], protocol: Protocol, see
     module = module.eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
     if check_backend(backend) == "onnxruntime":
-        from .onnx import INPUT_NAME, export_module, ort_session
+        from .onnx import module_session
 
-        with tempfile.TemporaryDirectory(prefix="blockswap-latency-") as tmp:
-            export_module(module, tuple(shape), Path(tmp) / "m.onnx", dynamic_batch=False)
-            session = ort_session(Path(tmp) / "m.onnx")
-        feed = {INPUT_NAME: x.numpy()}
-        return median_seconds(lambda: session.run(None, feed), protocol.warmup, protocol.repeats)[0]
-
-    def run():
-        with torch.inference_mode():
-            return module(x)
-
+        run = session_call(module_session(module, shape, dynamic_batch=False), x)
+    else:
+        run = eager_call(module, x)
     return median_seconds(run, protocol.warmup, protocol.repeats)[0]
 
 

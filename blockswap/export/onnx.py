@@ -18,6 +18,7 @@ through onnxscript): the TorchScript exporter is deprecated and announced for re
 from __future__ import annotations
 
 import copy
+import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import BlockSwapError
 from ..files import atomic_write_bytes
+from .timing import eager_call, median_seconds, session_call
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
@@ -81,8 +83,13 @@ def export_onnx(model: nn.Module, path: "str | Path", *, input_size: int | None 
     Input ``images`` (N, 3, H, W) with a dynamic batch N, output ``logits`` (N, classes).
     `input_size` defaults to the network's (``model.spec.input_size``), else 224.
     """
-    size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
+    size = _input_size(model, input_size)
     return export_module(model, (2, 3, size, size), path, opset=opset, fold_bn=fold_bn)
+
+
+def _input_size(model: nn.Module, input_size: int | None) -> int:
+    """`input_size`, else the network's (``model.spec.input_size``), else 224."""
+    return input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
 
 
 def export_module(module: nn.Module, shape: Sequence[int], path: "str | Path", *, opset: int | None = None,
@@ -120,13 +127,19 @@ def ort_session(path: "str | Path", threads: int | None = None, optimize: bool =
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def module_session(module: nn.Module, shape: Sequence[int], *, dynamic_batch: bool = True):
+    """An onnxruntime session of `module` exported (batch norms folded) for inputs of `shape`,
+    through a temporary file: what timing a module in onnxruntime needs."""
+    with tempfile.TemporaryDirectory(prefix="blockswap-onnx-") as tmp:
+        path = export_module(module, tuple(shape), Path(tmp) / "m.onnx", dynamic_batch=dynamic_batch).path
+        return ort_session(path)  # the session holds the model in memory: the file may go
+
+
 def verify_onnx(model: nn.Module, path: "str | Path", *, batch_sizes: Sequence[int] = (1, 8),
                 input_size: int | None = None, seed: int = 0, warmup: int = 3, repeats: int = 10) -> dict[str, Any]:
     """Run PyTorch (eval) and onnxruntime on the same seeded inputs: the largest absolute and
     relative differences of the logits per batch size, and each runtime's median latency."""
-    from .timing import median_seconds
-
-    size = input_size or getattr(getattr(model, "spec", None), "input_size", None) or 224
+    size = _input_size(model, input_size)
     model = model.eval()
     session = ort_session(path)
     gen = torch.Generator().manual_seed(seed)
@@ -137,15 +150,10 @@ def verify_onnx(model: nn.Module, path: "str | Path", *, batch_sizes: Sequence[i
             ref = model(x)
         got = torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
         diff = (got - ref).abs()
-        torch_s, _ = median_seconds(lambda: _eager(model, x), warmup, repeats)
-        ort_s, _ = median_seconds(lambda: session.run(None, {INPUT_NAME: x.numpy()}), warmup, repeats)
+        torch_s, _ = median_seconds(eager_call(model, x), warmup, repeats)
+        ort_s, _ = median_seconds(session_call(session, x), warmup, repeats)
         rows.append({"batch_size": b, "max_abs_diff": float(diff.max()),
                      "max_rel_diff": float((diff / ref.abs().clamp_min(1e-6)).max()),
                      "torch_ms": 1e3 * torch_s, "onnxruntime_ms": 1e3 * ort_s})
     return {"path": str(path), "threads": torch.get_num_threads(), "batches": rows,
             "max_abs_diff": max(r["max_abs_diff"] for r in rows)}
-
-
-def _eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x)

@@ -9,16 +9,15 @@ build and the thread count they were measured with.
 
 from __future__ import annotations
 
-import tempfile
+import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
-from .timing import median_seconds
+from .timing import eager_call, median_seconds, session_call
 
 RUNTIMES = ("torch", "torch-channels-last", "onnxruntime")
 
@@ -52,40 +51,25 @@ def benchmark(networks: dict[str, nn.Module], input_size: int, *, batch_sizes: S
     gen = torch.Generator().manual_seed(seed)
     inputs = {b: torch.randn(b, 3, input_size, input_size, generator=gen) for b in batch_sizes}
     out = []
-    with tempfile.TemporaryDirectory(prefix="blockswap-bench-") as tmp:
-        for label, net in networks.items():
-            net = net.eval()
-            for runtime in runtimes:
-                for b, run in _runners(net, runtime, inputs, input_size, Path(tmp) / f"{label}.onnx"):
-                    if progress:
-                        progress(f"{label}, {runtime}, batch {b}")
-                    seconds, spread = median_seconds(run, warmup, repeats)
-                    out.append(Timing(label, runtime, b, seconds, spread))
+    for label, net in networks.items():
+        net = net.eval()
+        for runtime in runtimes:
+            for b, run in _runners(net, runtime, inputs, input_size):
+                if progress:
+                    progress(f"{label}, {runtime}, batch {b}")
+                seconds, spread = median_seconds(run, warmup, repeats)
+                out.append(Timing(label, runtime, b, seconds, spread))
     return out
 
 
-def _runners(net: nn.Module, runtime: str, inputs: dict[int, torch.Tensor], input_size: int, onnx_path: Path):
+def _runners(net: nn.Module, runtime: str, inputs: dict[int, torch.Tensor], input_size: int):
     """(batch size, zero-argument callable) for each batch size, in `runtime`."""
     if runtime == "onnxruntime":
-        from .onnx import export_onnx, ort_session
+        from .onnx import module_session
 
-        export_onnx(net, onnx_path, input_size=input_size)
-        session = ort_session(onnx_path, threads=torch.get_num_threads())
-        name = session.get_inputs()[0].name
-        for b, x in inputs.items():
-            feed = {name: x.numpy()}
-            yield b, lambda feed=feed: session.run(None, feed)
-        return
+        session = module_session(net, (2, 3, input_size, input_size))  # one export, dynamic batch
+        return [(b, session_call(session, x)) for b, x in inputs.items()]
     if runtime == "torch-channels-last":
-        import copy
-
         net = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    for b, x in inputs.items():
-        if runtime == "torch-channels-last":
-            x = x.contiguous(memory_format=torch.channels_last)
-
-        def run(x=x):
-            with torch.inference_mode():
-                return net(x)
-
-        yield b, run
+        return [(b, eager_call(net, x.contiguous(memory_format=torch.channels_last))) for b, x in inputs.items()]
+    return [(b, eager_call(net, x)) for b, x in inputs.items()]
