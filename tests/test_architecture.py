@@ -18,6 +18,7 @@ LAYERS = [
     {"nn"},
     {"proxies"},
     {"search", "train"},
+    {"experiments"},
     {"report", "export"},
     {"cli"},
     {"__init__", "__main__"},

@@ -17,7 +17,8 @@ import sys
 from ..errors import BlockSwapError, os_error
 
 # Modules that define `register(subparsers)`; listed here so `blockswap --help` shows them all.
-COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report", "export", "benchmark", "latency")
+COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report", "experiment", "export", "benchmark",
+                   "latency")
 
 
 class _Parser(argparse.ArgumentParser):

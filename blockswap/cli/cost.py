@@ -28,11 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=positive, default=None, help="classifier outputs (default 10 WRN, 1000 ResNet)")
     p.add_argument("--latency-table", default=None,
                    help="also show the latency each block and the network take, as this table predicts")
+    p.add_argument("--checkpoint", default=None,
+                   help="count a trained network instead: dense and non-zero parameters and MACs of a run "
+                        "folder or checkpoint (pruned students: the non-zero counts are what their budget counts)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run_cost)
 
 
 def run_cost(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        return _checkpoint_cost(args)
     geno = None if args.genotype is None else load_genotype(args.genotype, args.model)
     model = args.model or (geno.network if geno is not None else "wrn-40-2")
     c = network_cost(model, geno, input_size=args.input_size, num_classes=args.num_classes)
@@ -57,3 +62,39 @@ def run_cost(args: argparse.Namespace) -> int:
         print(f"predicted latency {1e3 * predicted:.3f} ms per batch of {table.batch_size} ({table.device}, "
               f"{table.threads} threads; stem+head {1e3 * table.fixed:.3f} ms, offset {1e3 * table.offset:+.3f} ms)")
     return 0
+
+
+def _checkpoint_cost(args: argparse.Namespace) -> int:
+    """Counted from the checkpoint's weights: a pruned student's zeros are not counted as non-zero."""
+    if args.genotype is not None or args.model is not None or args.latency_table is not None:
+        raise BlockSwapError("--checkpoint counts the network it holds; leave --model, --genotype and "
+                             "--latency-table out")
+    from ..train import load_model
+    from ..train.prune import nonzero_params, sparse_macs
+
+    net, desc = load_model(args.checkpoint)
+    size = args.input_size or desc.input_size
+    dense = {"params": sum(p.numel() for p in net.parameters()), "macs": _dense_macs(net, size)}
+    counts = {"model": desc.text, "genotype": desc.genotype, "prune": desc.prune, "input_size": size,
+              "params": dense["params"], "nonzero_params": nonzero_params(net),
+              "macs": dense["macs"], "nonzero_macs": sparse_macs(net, size)}
+    if args.json:
+        print(dumps(counts))
+        return 0
+    rows = [["parameters", f"{counts['params']:,}", f"{counts['nonzero_params']:,}"],
+            ["MACs per image", f"{counts['macs']:,}", f"{counts['nonzero_macs']:,}"]]
+    print(format_table(rows, ["", "dense", "non-zero"], align="lrr"))
+    print(f"\n{args.checkpoint}: {desc.text}" + (f" pruned ({desc.prune})" if desc.prune else "")
+          + f", {size}x{size} input")
+    return 0
+
+
+def _dense_macs(net, size: int) -> int:
+    """MACs per image of the dense network (every weight counted), by torch's FLOP counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = net.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() // 2  # one multiply-accumulate is two FLOPs in torch's counter

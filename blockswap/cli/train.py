@@ -49,10 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--teacher-weights", default=None,
                    help="local weights file for a torchvision teacher (e.g. resnet34-b627a593.pth); "
                         "nothing is downloaded")
-    s.add_argument("--genotype", required=True,
-                   help="genotype JSON (from 'blockswap search'), reference CSV, or inline 'S,G(4),...'")
+    s.add_argument("--genotype", default=None,
+                   help="genotype JSON (from 'blockswap search'), reference CSV, or inline 'S,G(4),...' "
+                        "(required unless --prune)")
     s.add_argument("--model", default=None,
                    help="student network (default: the genotype file's, else the teacher's)")
+    s.add_argument("--prune", choices=("l1", "snip"), default=None,
+                   help="instead of a genotype: the teacher's network pruned, unstructured, to --prune-params "
+                        "non-zero parameters (l1: the trained teacher's smallest weights; snip: lowest "
+                        "connection sensitivity at initialisation); pruned weights stay zero")
+    s.add_argument("--prune-params", type=_count, default=None, metavar="N",
+                   help="non-zero parameter budget of --prune, e.g. 400k")
+    s.add_argument("--prune-source", default=None,
+                   help="l1: the teacher run folder whose weights are pruned (default: --teacher)")
     _common(s)
     s.set_defaults(func=run_train)
 
@@ -118,16 +127,35 @@ def run_train(args: argparse.Namespace) -> int:
                    teacher_weights=getattr(args, "teacher_weights", None), role=args.role,
                    resume=args.resume, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # rank 0 of torchrun speaks
-        print(f"{record['model']['name']} ({format_count(record['params'])} params, "
+        nonzero = f", {format_count(record['nonzero_params'])} non-zero" if record.get("nonzero_params") else ""
+        print(f"{record['model']['name']} ({format_count(record['params'])} params{nonzero}, "
               f"{format_count(record['macs'])} MACs): top-1 error {record['top1_error']:.2f}%, "
               f"top-5 error {record['top5_error']:.2f}%; record in {args.out}/record.json")
     return 0
+
+
+def _count(text: str) -> int:
+    from ..space.budget import parse_count
+
+    try:
+        value = parse_count(text)
+    except BlockSwapError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole count (e.g. 400k)")
+    return int(value)
 
 
 def _student_model(args: argparse.Namespace) -> ModelDesc:
     """The student network: --model, else the genotype file's network, else the teacher's."""
     if args.teacher is None and args.teacher_weights is not None:
         raise BlockSwapError("--teacher-weights needs --teacher torchvision:NAME")
+    if args.prune is not None:
+        return _pruned_model(args)
+    if args.prune_params is not None or args.prune_source is not None:
+        raise BlockSwapError("--prune-params and --prune-source go with --prune l1|snip")
+    if args.genotype is None:
+        raise BlockSwapError("give the student: --genotype (e.g. runs/search/winner.json) or --prune l1|snip")
     network, input_size = args.model, args.input_size
     if network is None:
         try:
@@ -147,3 +175,27 @@ def _student_model(args: argparse.Namespace) -> ModelDesc:
                              "a genotype JSON file, or --teacher")
     geno = load_genotype(args.genotype, network)
     return parse_model(network, geno.text, None, input_size)
+
+
+def _pruned_model(args: argparse.Namespace) -> ModelDesc:
+    """The teacher's network, pruned (paper Appendix C): its network and input size from --teacher."""
+    if args.genotype is not None:
+        raise BlockSwapError("--prune prunes the teacher's network; leave --genotype out")
+    if args.prune_params is None:
+        raise BlockSwapError("--prune needs --prune-params, the budget of non-zero parameters (e.g. 400k)")
+    source = args.prune_source or (args.teacher if args.prune == "l1" else None)
+    if args.prune == "l1" and (source is None or str(source).lower().startswith("torchvision:")):
+        raise BlockSwapError("--prune l1 prunes a trained teacher: give --teacher (or --prune-source) a run "
+                             "folder of 'blockswap train teacher'")
+    if args.prune == "snip" and args.prune_source is not None:
+        raise BlockSwapError("--prune snip prunes at initialisation; --prune-source goes with l1")
+    network, input_size = args.model, args.input_size
+    reference = source or args.teacher
+    if reference is not None and not str(reference).lower().startswith("torchvision:"):
+        teacher_model = load_checkpoint(reference)["model"]
+        network = network or teacher_model["name"]
+        input_size = input_size or teacher_model.get("input_size")
+    if network is None:
+        raise BlockSwapError("cannot tell the network to prune: give --model (e.g. wrn-40-2) or --teacher")
+    return ModelDesc("blockswap", network, None, None, input_size, prune=args.prune,
+                     prune_params=args.prune_params, prune_source=None if source is None else str(source))

@@ -160,27 +160,46 @@ def _probe_cluster(address: str) -> None:
 
 
 @contextlib.contextmanager
-def _ray_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
+def ray_connection(address: str | None, num_cpus: int | None = None) -> Iterator[Any]:
+    """The `ray` module, connected: to the cluster at `address` (probed first, so that an
+    unreachable one fails within the timeout instead of hanging), or to a private local instance
+    of `num_cpus` CPUs; shut down on exit if this call started it. Errors are one line."""
     try:
         import ray
         from ray.exceptions import RayError
     except ImportError:
         raise BlockSwapError("the ray executor needs Ray: pip install 'blockswap[ray]'") from None
-    threads = run.scorer_threads
     started = not ray.is_initialized()
     if started:
-        if run.address is not None:
-            _probe_cluster(run.address)
+        if address is not None:
+            _probe_cluster(address)
         try:
-            if run.address is None:  # a private local instance, sized to the workers asked for
-                ray.init(num_cpus=run.workers * threads, include_dashboard=False, log_to_driver=False,
+            if address is None:  # a private local instance, sized to what was asked for
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
             else:
-                ray.init(address=run.address, log_to_driver=False, configure_logging=False)
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (OSError, RuntimeError, ValueError, RayError) as exc:
-            raise BlockSwapError(f"cannot start or reach Ray at {run.address or 'a local instance'}: "
+            raise BlockSwapError(f"cannot start or reach Ray at {address or 'a local instance'}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                                  f"{_RAY_HINT}") from None
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _ray_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
+    with ray_connection(run.address, run.workers * run.scorer_threads) as ray:
+        with _ray_actors(ray, run, config, data) as tasks:
+            yield tasks
+
+
+@contextlib.contextmanager
+def _ray_actors(ray: Any, run: RunOptions, config: SearchConfig, data: ScoringData) -> Iterator[RunTasks]:
+    threads = run.scorer_threads
     actor_class = ray.remote(num_cpus=threads, runtime_env={"env_vars": {
         **{k: v for k, v in WORKER_ENV.items() if k not in os.environ}, "OMP_NUM_THREADS": str(threads)}})(Scorer)
     shared = ray.put(data)
@@ -205,8 +224,6 @@ def _ray_executor(run: RunOptions, config: SearchConfig, data: ScoringData) -> I
     finally:
         for actor in actors:
             ray.kill(actor)
-        if started:
-            ray.shutdown()
 
 
 _EXECUTORS = {"local": _local_executor, "process": _process_executor, "ray": _ray_executor}

@@ -45,6 +45,7 @@ from .distill import at_loss, kd_loss
 from .distributed import setup_distributed
 from .evaluate import autocast, evaluate
 from .models import ModelDesc, init_model, parse_model
+from .prune import apply_masks, nonzero_params, prepare_pruning, sparse_macs
 
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -119,6 +120,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
 
     train_split.check_batch_size(cfg.batch_size, f"training split of {data}")  # as the search does
     net = init_model(desc, seeds["init"]).to(dev, memory_format=mf)
+    masks = prepare_pruning(net, desc, train_split, cfg.batch_size, cfg.seed, dev) if desc.prune else {}
     if t is not None:
         _check_attention_points(net, t.net, desc.input_size, dev)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -138,6 +140,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
         state = load_checkpoint(ckpt_path, dev)
         _check_same_run(state, identity, ckpt_path)
         net.load_state_dict(state["state_dict"])
+        masks = {k: v.to(dev) for k, v in state.get("masks", {}).items()}  # as pruned, not recomputed
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -161,7 +164,8 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
         lr = optimizer.param_groups[0]["lr"]
         tick = time.perf_counter()
         stats = _train_epoch(train_net, t, train_split, optimizer, scaler, cfg, generator, dist,
-                             amp_dtype, mf, progress and dist.is_main, f"epoch {epoch + 1}/{cfg.epochs}")
+                             amp_dtype, mf, progress and dist.is_main, f"epoch {epoch + 1}/{cfg.epochs}",
+                             (lambda: apply_masks(net, masks)) if masks else None)
         _check_finite({"train loss": stats["train_loss"]}, epoch + 1, stats.get("diverged_step"), cfg, out)
         scheduler.step()
         val = evaluate(net, val_split, batch_size=cfg.eval_batch_size, dist=dist,
@@ -179,6 +183,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
                 "epoch": epoch + 1, "history": history, "state_dict": net.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rng, "seeds": {"run": cfg.seed, **seeds},
+                **({"masks": masks} if masks else {}),
                 "versions": {k: str(v) for k, v in versions().items()}})  # plain str: weights_only load
             _write_metrics(out, history)
             if progress:
@@ -187,13 +192,15 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
             on_epoch_end(row)
 
     record = _record(identity, desc, cfg, seeds, history, dist, amp_dtype)
+    if masks:  # measured on the trained network: non-zero parameters and the MACs they do
+        record.update(nonzero_params=nonzero_params(net), nonzero_macs=sparse_macs(net, desc.input_size))
     if dist.is_main:
         atomic_write_json(out / "record.json", record)
     return record
 
 
 def _train_epoch(model, teacher, split, optimizer, scaler, cfg, generator, dist, amp_dtype, mf,
-                 show, label) -> dict[str, float]:
+                 show, label, after_step=None) -> dict[str, float]:
     model.train()
     dev = dist.device
     distil = teacher is not None
@@ -221,6 +228,8 @@ def _train_epoch(model, teacher, split, optimizer, scaler, cfg, generator, dist,
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if after_step is not None:
+            after_step()  # pruned students: pruned weights back to exactly zero
         n = y.shape[0]
         sums += torch.stack([loss.detach().double() * n, at.detach().double() * n,
                              (logits.detach().argmax(1) == y).sum().double(),
@@ -296,7 +305,12 @@ def _check_attention_points(student: nn.Module, teacher: nn.Module, input_size: 
 def _check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path) -> None:
     """A resumed run must be the run that was interrupted, or its numbers mean nothing."""
     for key in ("role", "model", "data", "teacher"):
-        if state.get(key) != identity[key]:
+        was = state.get(key)
+        if key == "model" and isinstance(was, dict):
+            was = {**dict.fromkeys(identity["model"]), **was}  # ModelDesc fields added since: None
+        if key == "teacher" and isinstance(was, dict) and isinstance(identity[key], dict):
+            was = {**was, "model": {**dict.fromkeys(identity[key]["model"]), **was.get("model", {})}}
+        if was != identity[key]:
             raise BlockSwapError(f"cannot resume {str(path)!r}: it was a run with {key} "
                                  f"{_brief(state.get(key))}, not {_brief(identity[key])}")
     old = state.get("config", {})

@@ -35,8 +35,14 @@ class ModelDesc:
     genotype: str | None = None
     num_classes: int | None = None
     input_size: int | None = None
+    # Unstructured pruning of this network (paper Appendix C; `train.prune`): "l1" or "snip", the
+    # budget of non-zero parameters, and for l1 the trained teacher (run folder) whose weights it prunes.
+    prune: str | None = None
+    prune_params: int | None = None
+    prune_source: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_prune()
         if self.kind not in KINDS:
             raise BlockSwapError(f"unknown model kind {self.kind!r}; valid kinds: {choices(KINDS)}")
         if self.kind == "torchvision":
@@ -55,6 +61,23 @@ class ModelDesc:
         elif not (isinstance(self.input_size, int) and self.input_size >= 8):
             raise BlockSwapError(f"input size must be an integer >= 8 pixels, got {self.input_size!r}")
 
+    def _check_prune(self) -> None:
+        if self.prune is None:
+            if self.prune_params is not None or self.prune_source is not None:
+                raise BlockSwapError("a pruning budget or source needs a pruning method (l1 or snip)")
+            return
+        from .prune import check_prune_method
+
+        check_prune_method(self.prune)
+        if self.kind != "blockswap" or self.genotype not in (None, ""):
+            raise BlockSwapError("pruning applies to a BlockSwap network with standard blocks (the teacher's); "
+                                 "leave the genotype out")
+        if not isinstance(self.prune_params, int) or isinstance(self.prune_params, bool) or self.prune_params < 1:
+            raise BlockSwapError(f"pruning needs a budget of non-zero parameters, got {self.prune_params!r}")
+        if (self.prune == "l1") != (self.prune_source is not None):
+            raise BlockSwapError("l1 pruning needs the trained teacher whose weights it prunes (prune_source); "
+                                 "snip prunes at initialisation and takes none")
+
     @property
     def text(self) -> str:
         return f"torchvision:{self.name}" if self.kind == "torchvision" else self.name
@@ -69,7 +92,8 @@ class ModelDesc:
         """Parameters and MACs per image: analytic for BlockSwap nets, counted for torchvision."""
         if self.kind == "blockswap":
             c = network_cost(self.name, self.genotype, self.input_size, self.num_classes)
-            return {"params": c.params, "macs": c.macs}
+            return {"params": c.params, "macs": c.macs,
+                    **({"nonzero_params": self.prune_params} if self.prune else {})}
         from torch.utils.flop_counter import FlopCounterMode
 
         net = self.build().eval()

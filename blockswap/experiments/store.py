@@ -1,0 +1,143 @@
+"""The results store of an experiment: one SQLite file, ``OUT/experiment.sqlite``, its one owner.
+
+One row per run of the grid (`grid.Run`): its status (pending, running, done, failed), its
+result (the numbers of a training run's record or a search's winner) and its error, committed
+as each run ends, so an interrupted experiment loses only the runs that were in flight, and
+those resume from their own checkpoints. Only the process that drives the experiment writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import BlockSwapError
+from ..files import dumps, versions
+from .grid import Run
+
+STORE_FILE = "experiment.sqlite"
+STATUSES = ("pending", "running", "done", "failed")
+# Settings whose change makes finished runs mean something else; budgets, seeds and methods
+# may change between invocations (runs are added, or left out of the report).
+_FIXED = ("model", "data", "teacher", "student", "search", "distill", "input_size", "teacher_model", "teacher_weights")
+
+
+class ExperimentStore:
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS runs (
+            key TEXT PRIMARY KEY, phase TEXT NOT NULL, method TEXT NOT NULL, budget TEXT,
+            seed INTEGER NOT NULL, detail TEXT NOT NULL, status TEXT NOT NULL, result TEXT,
+            error TEXT, seconds REAL, updated REAL NOT NULL);
+    """
+
+    def __init__(self, path: "str | Path", readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise BlockSwapError(f"{str(self.path)!r} is not an experiment results file")
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self.db.execute("SELECT count(*) FROM runs")  # fails on a foreign file
+            else:
+                self.db = sqlite3.connect(self.path)
+                self.db.executescript(self.SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise BlockSwapError(f"cannot open experiment results {str(self.path)!r}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ExperimentStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            with self.db:
+                yield
+        except sqlite3.OperationalError as exc:
+            raise BlockSwapError(f"cannot write {str(self.path)!r}: {exc}") from None
+
+    # ---- the experiment ------------------------------------------------------------------
+    def bind(self, spec: dict[str, Any]) -> None:
+        """Record `spec` (a new store) or check it against the recorded one (a rerun)."""
+        old = self.spec()
+        if old is not None:
+            changed = [k for k in _FIXED if old.get(k) != spec.get(k)]
+            if changed:
+                raise BlockSwapError(
+                    f"{str(self.path)!r} holds an experiment with other {', '.join(changed)} "
+                    f"({'; '.join(f'{k}: {json.dumps(old.get(k))}' for k in changed)}); its finished runs "
+                    "would not match: use the same file, or another --out")
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('spec', ?)", (dumps(spec),))
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('versions', ?)", (dumps(versions()),))
+
+    def spec(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'spec'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def add(self, runs: Iterable[Run]) -> None:
+        """Enter runs of the grid not yet known (known ones keep their status and result)."""
+        with self._writing():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, ?)",
+                [(r.key, r.phase, r.method, r.budget, r.seed, dumps(r.detail), time.time()) for r in runs])
+
+    # ---- one run -----------------------------------------------------------------------
+    def mark(self, key: str, status: str, *, result: dict[str, Any] | None = None, error: str | None = None,
+             seconds: float | None = None) -> None:
+        assert status in STATUSES, status
+        with self._writing():
+            self.db.execute("UPDATE runs SET status = ?, result = ?, error = ?, seconds = ?, updated = ? "
+                            "WHERE key = ?", (status, None if result is None else dumps(result), error,
+                                              seconds, time.time(), key))
+
+    def status(self, key: str) -> str | None:
+        row = self.db.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def result(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT result FROM runs WHERE key = ? AND status = 'done'", (key,)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def rows(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every run (or those of `keys`) as a dict, results parsed."""
+        cur = self.db.execute("SELECT key, phase, method, budget, seed, detail, status, result, error, seconds "
+                              "FROM runs ORDER BY rowid")
+        wanted = None if keys is None else set(keys)
+        out = []
+        for key, phase, method, budget, seed, detail, status, result, error, seconds in cur:
+            if wanted is not None and key not in wanted:
+                continue
+            out.append({"key": key, "phase": phase, "method": method, "budget": budget, "seed": seed,
+                        "detail": json.loads(detail), "status": status,
+                        "result": None if result is None else json.loads(result), "error": error,
+                        "seconds": seconds})
+        return out
+
+    def counts(self, keys: Iterable[str]) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for row in self.rows(keys):
+            out[row["status"]] += 1
+        return out
+
+
+def open_experiment(folder: "str | Path") -> ExperimentStore:
+    """The results store of an experiment folder (or the file itself), read-only."""
+    path = Path(folder).expanduser()
+    if path.is_dir():
+        path = path / STORE_FILE
+    if not path.exists():
+        raise BlockSwapError(f"no experiment results at {str(path)!r}: give the --out folder of "
+                             "'blockswap experiment' or its experiment.sqlite")
+    return ExperimentStore(path, readonly=True)

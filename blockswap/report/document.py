@@ -1,0 +1,88 @@
+"""A report as a list of sections, written twice from the same content: ``report.md`` (images
+beside it) and a self-contained ``report.html`` (images inlined as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..files import atomic_write_text
+
+
+@dataclass
+class Table:
+    headers: Sequence[str]
+    rows: list[Sequence[object]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)  # paragraphs (plain text, `code` allowed)
+    tables: list[Table] = field(default_factory=list)
+    images: list[tuple[str, str]] = field(default_factory=list)  # (file name in the report folder, caption)
+
+
+def write_markdown(title: str, intro: list[str], sections: list[Section], path: Path) -> Path:
+    out = [f"# {title}", "", *[p + "\n" for p in intro]]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        out += [p + "\n" for p in s.text]
+        for t in s.tables:
+            if t.caption:
+                out += [t.caption, ""]
+            out.append("| " + " | ".join(map(str, t.headers)) + " |")
+            out.append("|" + "|".join("---" for _ in t.headers) + "|")
+            out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
+            out.append("")
+        for name, caption in s.images:
+            out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    return atomic_write_text(path, "\n".join(out).rstrip() + "\n")
+
+
+def write_html(title: str, intro: list[str], sections: list[Section], folder: Path, path: Path) -> Path:
+    body = [f"<h1>{html.escape(title)}</h1>", *[f"<p>{_inline(p)}</p>" for p in intro]]
+    toc = "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections))
+    body.append(f"<ol class='toc'>{toc}</ol>")
+    for i, s in enumerate(sections):
+        body.append(f'<h2 id="s{i}">{html.escape(s.title)}</h2>')
+        body += [f"<p>{_inline(p)}</p>" for p in s.text]
+        for t in s.tables:
+            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in t.headers)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>"
+                           for row in t.rows)
+            cap = f"<caption>{html.escape(t.caption)}</caption>" if t.caption else ""
+            body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        for name, caption in s.images:
+            data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+caption {{ text-align: left; font-style: italic; padding-bottom: 0.3em; }}
+figure {{ margin: 1em 0; }} img {{ max-width: 100%; }} figcaption {{ font-style: italic; color: #555; }}
+code {{ background: #f3f3f3; padding: 0 0.2em; }}
+</style></head><body>
+{chr(10).join(body)}
+</body></html>
+"""
+    return atomic_write_text(path, page)
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _inline(text: str) -> str:
+    """Escape, then render `code` spans."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
