@@ -39,13 +39,14 @@ from ..errors import BlockSwapError
 from ..outdir import claim_folder
 from ..files import atomic_torch_save, atomic_write_json, atomic_write_text, dumps, versions
 from ..progress import progress
+from ..seeding import derive_seed
 from .checkpoint import CHECKPOINT, CHECKPOINT_NAME, RUN_RECORD, TRAIN_FOLDER, load_checkpoint, load_model
 from .config import RUNTIME_FIELDS, TrainConfig, recipe, run_seeds
 from .distill import at_loss, kd_loss
 from .distributed import setup_distributed
 from .evaluate import autocast, evaluate
 from .models import ModelDesc, init_model, parse_model
-from .prune import apply_masks, nonzero_params, prepare_pruning, sparse_macs
+from .prune import Masks, apply_masks, l1_masks, nonzero_params, snip_masks, sparse_macs
 
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -120,7 +121,7 @@ def _train(cfg, data, out, model, teacher, teacher_weights, role, resume, dist, 
 
     train_split.check_batch_size(cfg.batch_size, f"training split of {data}")  # as the search does
     net = init_model(desc, seeds["init"]).to(dev, memory_format=mf)
-    masks = prepare_pruning(net, desc, train_split, cfg.batch_size, cfg.seed, dev) if desc.prune else {}
+    masks = _prepare_pruning(net, desc, train_split, cfg.batch_size, cfg.seed, dev) if desc.prune else {}
     if t is not None:
         _check_attention_points(net, t.net, desc.input_size, dev)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -258,6 +259,30 @@ def _train_epoch(model, teacher, split, optimizer, scaler, cfg, generator, dist,
     if diverged is not None:
         stats["diverged_step"] = diverged
     return stats
+
+
+def _prepare_pruning(net: nn.Module, desc, split, batch_size: int, seed: int, device: torch.device) -> Masks:
+    """The masks of a pruned student (`desc.prune`), applied to `net`: for l1, `net` first takes
+    the weights of the teacher `desc.prune_source` by name; for snip, the minibatch is drawn from
+    the training `split` with a generator seeded from the run seed."""
+    if desc.prune == "l1":
+        source, source_desc = load_model(desc.prune_source, None, device)
+        if (source_desc.kind, source_desc.name) != (desc.kind, desc.name) or \
+                any(b != "S" for b in (source_desc.genotype or "S").split(",")):
+            raise BlockSwapError(f"l1 pruning needs a teacher of {desc.name} with standard blocks; "
+                                 f"{desc.prune_source!r} holds {source_desc.text} {source_desc.genotype or ''}".rstrip())
+        try:
+            net.load_state_dict(source.state_dict())
+        except RuntimeError as exc:
+            raise BlockSwapError(f"cannot take the weights of {desc.prune_source!r}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        masks = l1_masks(net, desc.prune_params)
+    else:
+        generator = torch.Generator().manual_seed(derive_seed(seed, "train", "prune"))
+        x, y = split.sample(batch_size, generator)
+        masks = snip_masks(net, x.to(device), y.to(device), desc.prune_params)
+    apply_masks(net, masks)
+    return masks
 
 
 def _check_finite(values: dict[str, float], epoch: int, step: int | None, cfg: TrainConfig, out: Path) -> None:

@@ -114,29 +114,3 @@ def sparse_macs(model: nn.Module, input_size: int) -> int:
         model.train(was_training)
     return total[0]
 
-
-def prepare_pruning(net: nn.Module, desc, split, batch_size: int, seed: int, device: torch.device) -> Masks:
-    """The masks of a pruned student (`desc.prune`), applied to `net`: for l1, `net` first takes
-    the weights of the teacher `desc.prune_source` by name; for snip, the minibatch is drawn from
-    the training `split` with a generator seeded from the run seed."""
-    from ..seeding import derive_seed
-    from .checkpoint import load_model
-
-    if desc.prune == "l1":
-        source, source_desc = load_model(desc.prune_source, None, device)
-        if (source_desc.kind, source_desc.name) != (desc.kind, desc.name) or \
-                any(b != "S" for b in (source_desc.genotype or "S").split(",")):
-            raise BlockSwapError(f"l1 pruning needs a teacher of {desc.name} with standard blocks; "
-                                 f"{desc.prune_source!r} holds {source_desc.text} {source_desc.genotype or ''}".rstrip())
-        try:
-            net.load_state_dict(source.state_dict())
-        except RuntimeError as exc:
-            raise BlockSwapError(f"cannot take the weights of {desc.prune_source!r}: "
-                                 f"{str(exc).splitlines()[0]}") from None
-        masks = l1_masks(net, desc.prune_params)
-    else:
-        generator = torch.Generator().manual_seed(derive_seed(seed, "train", "prune"))
-        x, y = split.sample(batch_size, generator)
-        masks = snip_masks(net, x.to(device), y.to(device), desc.prune_params)
-    apply_masks(net, masks)
-    return masks
