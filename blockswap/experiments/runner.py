@@ -79,7 +79,9 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
         check_device(options.device)
     started = time.perf_counter()
     runs = expand(spec)
-    with claim_folder(out, EXPERIMENT_FOLDER, resume=not overwrite, overwrite=overwrite) as out:
+    # Ray first: an unreachable cluster fails before the folder is touched.
+    with _executor(options) as submit, \
+            claim_folder(out, EXPERIMENT_FOLDER, resume=not overwrite, overwrite=overwrite) as out:
         if overwrite and (out / "runs").exists():
             shutil.rmtree(out / "runs")  # the runs' checkpoints are results of the experiment too
         with ExperimentStore(out / STORE_FILE) as store:
@@ -89,37 +91,36 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
                                                          "runs": len(runs)})
             result = ExperimentResult(out, len(runs), 0)
             keys = [r.key for r in runs]
-            already = store.counts(keys)["done"]
             bar = progress_bar(len(runs), f"experiment {spec.name}", "run", enabled=options.progress)
-            bar.update(already)
-            budget = [options.limit if options.limit is not None else len(runs)]
-            with _executor(options) as submit:
-                for phase in PHASES:
-                    todo = [r for r in runs if r.phase == phase and store.status(r.key) != "done"]
-                    ready = []
-                    for r in todo:
-                        try:
-                            ready.append((r, _resolve(r, spec, out, store)))
-                        except BlockSwapError as exc:  # its teacher or search failed or is missing
-                            store.mark(r.key, "failed", error=str(exc))
-                            result.failed[r.key] = str(exc)
-                    ready = ready[:max(0, budget[0])]
-                    budget[0] -= len(ready)
-                    for r in ready:
-                        store.mark(r[0].key, "running")
-                    for key, status, payload, seconds in submit(ready, spec, out, options):
-                        if status == "done":
-                            store.mark(key, "done", result=payload, seconds=seconds)
-                            bar.update(1)
-                            result.ran_now += 1
-                            if on_run_done is not None:
-                                on_run_done(key, payload)
-                        else:
-                            store.mark(key, "failed", error=payload, seconds=seconds)
-                            result.failed[key] = payload
-                        bar.set_postfix(failed=len(result.failed), refresh=False)
-                    if budget[0] <= 0:
-                        break
+            bar.update(store.counts(keys)["done"])
+            left = options.limit if options.limit is not None else len(runs)
+            for phase in PHASES:
+                if left <= 0:
+                    break
+                ready = []
+                for r in runs:
+                    if r.phase != phase or store.status(r.key) == "done":
+                        continue
+                    try:
+                        ready.append((r, _resolve(r, spec, out, store)))
+                    except BlockSwapError as exc:  # its teacher or search failed or is missing
+                        store.mark(r.key, "failed", error=str(exc))
+                        result.failed[r.key] = str(exc)
+                ready = ready[:left]
+                left -= len(ready)
+                for r, _ in ready:
+                    store.mark(r.key, "running")
+                for key, status, payload, seconds in submit(ready, spec, out, options):
+                    if status == "done":
+                        store.mark(key, "done", result=payload, seconds=seconds)
+                        bar.update(1)
+                        result.ran_now += 1
+                        if on_run_done is not None:
+                            on_run_done(key, payload)
+                    else:
+                        store.mark(key, "failed", error=payload, seconds=seconds)
+                        result.failed[key] = payload
+                    bar.set_postfix(failed=len(result.failed), refresh=False)
             bar.close()
             result.done = store.counts(keys)["done"]
     result.seconds = time.perf_counter() - started
