@@ -193,6 +193,9 @@ def test_presets_parse_and_name_the_papers_numbers():
     for name in presets():
         spec = load_experiment(name)
         assert expand(spec)
+        for r in expand(spec):  # a run's budget text reads back as the file's budget (3.1m, 811.4k)
+            if r.budget is not None:
+                assert parse_budget(r.budget) in spec.budgets
     table3 = [r for r in expand(load_experiment("imagenet-table3")) if r.method == "single"]
     assert sorted(r.detail["block"] for r in table3) == ["G(4)", "G(N)"]  # the paper's ResNet-34-G(4), -G(N)
 
@@ -217,3 +220,47 @@ def test_ray_executor_runs_the_grid_on_a_local_ray(tmp_path):
         rows = {r["key"]: r for r in store.rows()}
     search = run_folder(out, "search/blockswap/100k")
     assert rows["student/blockswap-4/100k/s0"]["result"]["genotype"] == _fisher_best(search, 4)
+
+
+@pytest.mark.slow
+def test_cli_killed_experiment_resumes_without_redoing_finished_runs(tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    spec_file = tiny(tmp_path)
+    spec_file.write_text(spec_file.read_text().replace("[student]\nrecipe = \"digits\"\nepochs = 1",
+                                                       "[student]\nrecipe = \"digits\"\nepochs = 4"))
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "blockswap", "experiment", str(spec_file), "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    store = out / "experiment.sqlite"
+    deadline = time.monotonic() + 600
+    done_before: dict[str, float] = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if not store.exists():
+            continue
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            done = [k for (k,) in db.execute("SELECT key FROM runs WHERE status='done' AND phase='student'")]
+        if done:
+            time.sleep(1.0)  # into the next student's training
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+                done_before = {k: (run_folder(out, k) / "record.json").stat().st_mtime_ns for (k,) in
+                               db.execute("SELECT key FROM runs WHERE status='done' AND phase != 'search'")}
+            break
+    assert done_before, "the experiment finished or stalled before it could be killed"
+    rerun = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["done"] == summary["runs"] == len(expand(load_experiment(spec_file)))
+    searches = sum(1 for r in expand(load_experiment(spec_file)) if r.phase == "search")
+    assert summary["ran_now"] == summary["runs"] - len(done_before) - searches  # the rest, once
+    for key, mtime in done_before.items():  # finished before the kill: not run again
+        assert (run_folder(out, key) / "record.json").stat().st_mtime_ns == mtime

@@ -19,7 +19,7 @@ METRICS = ("params", "macs", "latency")
 _TIME = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(?P<unit>us|ms|s)$")
 _SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-_NUMBER = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e[0-9]+)?)(?P<suffix>[kmg]?)$")
+_NUMBER = re.compile(r"^(?P<num>[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)(?P<suffix>[kmg]?)$")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class Budget:
         """The form `parse_budget` reads back (without the tolerance)."""
         if self.metric == "latency":
             return f"latency={self.target * 1e3:g}ms"
-        return f"{self.metric}={self.target:g}"
+        # Whole counts in full ("params=12000000"): `:g` would write 1.2e+07 for 12M.
+        value = f"{int(self.target)}" if float(self.target).is_integer() else repr(float(self.target))
+        return f"{self.metric}={value}"
 
 
 def parse_count(text: str) -> float:
