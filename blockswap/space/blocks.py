@@ -308,8 +308,19 @@ DEFAULT_CANDIDATE_NAMES: tuple[str, ...] = (
 )
 
 
+# For bottleneck networks (a torchvision ResNet-50's B(4) blocks; `nn.discover`): the paper's
+# substitutions made the same way for a 1x1-3x3-1x1 block: thinner bottlenecks, the 3x3 conv
+# grouped or depthwise, and grouped+pointwise blocks without a bottleneck.
+BOTTLENECK_CANDIDATE_NAMES: tuple[str, ...] = (
+    "B(4)", "B(8)", "B(16)",
+    "BG(4,2)", "BG(4,4)", "BG(4,8)", "BG(4,M/16)", "BG(4,M/8)", "BG(4,M/4)", "BG(4,M)",
+    "BG(8,2)", "BG(8,4)", "BG(8,M/8)", "BG(8,M)",
+    "G(N/16)", "G(N)",
+)
+
 # Named candidate sets for --candidates ("paper", "structured", "paper+structured").
-_CANDIDATE_SETS: dict[str, tuple[str, ...]] = {"paper": DEFAULT_CANDIDATE_NAMES}
+_CANDIDATE_SETS: dict[str, tuple[str, ...]] = {"paper": DEFAULT_CANDIDATE_NAMES,
+                                               "bottleneck": BOTTLENECK_CANDIDATE_NAMES}
 
 
 def register_candidate_set(name: str, names: tuple[str, ...]) -> None:
