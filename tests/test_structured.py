@@ -13,6 +13,7 @@ from blockswap.errors import BlockSwapError
 from blockswap.nn import Block
 from blockswap.space import Complexity, network_spec, parse_block, parse_candidates
 from blockswap.space.costs import block_complexity
+from blockswap.space.blocks import BOTTLENECK_CANDIDATE_NAMES
 from blockswap.space.structured import STRUCTURED_CANDIDATE_NAMES
 
 EXTRA = ["GL(2,2)", "GL(N/4,8)", "GS(4,4)", "GS(N/16,8)"]  # beyond the named set: other arguments
@@ -30,7 +31,7 @@ def test_every_structured_type_at_every_position_matches_pytorch(network):
     seen: dict = {}
     checked = 0
     for slot in network_spec(network).slots():
-        for name in (*STRUCTURED_CANDIDATE_NAMES, *EXTRA):
+        for name in (*STRUCTURED_CANDIDATE_NAMES, *EXTRA, *BOTTLENECK_CANDIDATE_NAMES):
             block = parse_block(name)
             if block.problem(slot.c_in, slot.c_out):
                 continue
@@ -68,7 +69,7 @@ def test_named_candidate_sets():
     assert [b.name for b in parse_candidates("paper")] == list(bs.DEFAULT_CANDIDATE_NAMES)
     both = parse_candidates("paper+structured")
     assert [b.name for b in both] == [*bs.DEFAULT_CANDIDATE_NAMES, *STRUCTURED_CANDIDATE_NAMES]
-    with pytest.raises(BlockSwapError, match="unknown candidate set 'shiny'.*paper, structured"):
+    with pytest.raises(BlockSwapError, match="unknown candidate set 'shiny'.*paper, bottleneck, structured"):
         parse_candidates("paper+shiny")
     with pytest.raises(BlockSwapError, match="rank divisor"):
         parse_block("GL(N)")
