@@ -99,6 +99,16 @@ def test_single_blocktypes_are_the_nearest_by_counted_parameters(budget):
     assert [t.name for t in nearest_single_types(spec, b, 2)] == want
 
 
+def test_candidate_sets_are_compared_one_search_each():
+    spec = load_experiment("digits-structured")
+    runs = expand(spec)
+    searches = {r.key: r.detail["candidates"] for r in runs if r.phase == "search"}
+    assert sorted(searches.values()) == ["paper", "paper+structured"]
+    for r in runs:
+        if r.method == "blockswap":  # each student ranks within its own candidate set's search
+            assert searches[r.detail["search"]] == r.detail["candidates"]
+
+
 def test_bad_experiment_files_get_one_line(tmp_path):
     with pytest.raises(BlockSwapError, match="valid presets: .*digits-small"):
         load_experiment("no-such-preset")

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=positive, default=128, help="block width C (default 128, WRN-40-2 stage 3)")
     p.add_argument("--size", type=positive, default=8, help="input height and width H=W (default 8)")
     p.add_argument("--candidates", default=None,
-                   help="comma-separated block types (default: the paper's 23 CIFAR candidates)")
+                   help="comma-separated block types, or named sets joined by '+': paper, bottleneck, "
+                        "structured (default: paper, the 23 CIFAR candidates)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run_blocks)
 

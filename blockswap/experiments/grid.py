@@ -48,6 +48,11 @@ def budget_label(budget: Budget) -> str:
     return value if budget.metric == "params" else f"{budget.metric}-{value}"
 
 
+def _series(candidates: str | None) -> str:
+    """'blockswap' for the experiment's candidates, 'blockswap-paper+structured' for a named set."""
+    return "blockswap" if candidates is None else "blockswap-" + candidates.replace(",", "_").replace("(", "").replace(")", "")
+
+
 def search_key(method: str, budget: Budget) -> str:
     return f"search/{method}/{budget_label(budget)}"
 
@@ -61,8 +66,9 @@ def expand(spec: ExperimentSpec) -> list[Run]:
     for budget in spec.budgets:
         if (m := spec.method("blockswap")) is not None:
             samples = m.options["samples"] or [int(spec.search.get("samples", 1000))]
-            runs.append(Run(search_key("blockswap", budget), "search", "search", budget.text, search_seed,
-                            {"samples": max(samples), "signals": ["fisher"]}))
+            for cands in m.options["candidates"] or [None]:
+                runs.append(Run(search_key(_series(cands), budget), "search", "search", budget.text, search_seed,
+                                {"samples": max(samples), "signals": ["fisher"], "candidates": cands}))
         if (m := spec.method("random")) is not None:
             runs.append(Run(search_key("random", budget), "search", "search", budget.text, search_seed,
                             {"samples": m.options["networks"], "signals": m.options["signals"]}))
@@ -90,9 +96,10 @@ def _students(spec: ExperimentSpec, method: str, options: dict[str, Any], seed: 
     for budget in spec.budgets:
         where = f"{budget_label(budget)}/s{seed}"
         if method == "blockswap":
-            for n in options["samples"] or [int(spec.search.get("samples", 1000))]:
-                out.append(Run(f"student/blockswap-{n}/{where}", "student", method, budget.text, seed,
-                               {"search": search_key("blockswap", budget), "best_of": n}))
+            for cands in options["candidates"] or [None]:
+                for n in options["samples"] or [int(spec.search.get("samples", 1000))]:
+                    out.append(Run(f"student/{_series(cands)}-{n}/{where}", "student", method, budget.text, seed,
+                                   {"search": search_key(_series(cands), budget), "best_of": n, "candidates": cands}))
         elif method == "random":
             for i in range(options["networks"]):
                 out.append(Run(f"student/random/{budget_label(budget)}/n{i:03d}/s{seed}", "student", method,

@@ -198,7 +198,8 @@ def _execute(run: Run, need: dict[str, Any], spec: ExperimentSpec, folder: Path,
     if run.phase == "search":
         config = SearchConfig(model=spec.model, budget=run.budget, data=spec.data, input_size=spec.input_size,
                               seed=run.seed, signals=tuple(run.detail["signals"]),
-                              **{**spec.search, "samples": run.detail["samples"]})
+                              **{**spec.search, "samples": run.detail["samples"],
+                                 **({"candidates": run.detail["candidates"]} if run.detail.get("candidates") else {})})
         res = run_search(config, folder, resume=True, run=RunOptions(device=device or "cpu", progress=False))
         return {"genotype": res.best.text, "params": res.params, "macs": res.macs, "score": res.score,
                 "scored": res.scored, "seconds": res.seconds}

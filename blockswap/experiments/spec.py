@@ -59,7 +59,9 @@ DEFAULT_SIGNALS = ("fisher", "fisher@10", "fisher@100", "train_acc@1", "train_ac
 
 # Keys each method accepts besides `seeds`, with their defaults.
 _METHOD_KEYS: dict[str, dict[str, Any]] = {
-    "blockswap": {"samples": None},  # None: the search's sample count only
+    # samples None: the search's count only; candidates: candidate sets compared, one search each
+    # (e.g. ["paper", "paper+structured"]; None: the [search] section's)
+    "blockswap": {"samples": None, "candidates": None},
     "random": {"networks": 100, "signals": list(DEFAULT_SIGNALS)},
     "single": {"nearest": 2},  # the single block types whose network cost lies nearest the budget
     "reduced": {"models": []},  # e.g. ["wrn-16-1", "wrn-16-2", "wrn-40-1"] for a WRN-40-2 teacher
@@ -206,6 +208,10 @@ def _method(name: str, opts: Any, default_seeds: tuple[int, ...], where: str) ->
     here = f"{where} [methods.{name}]"
     if name == "blockswap" and options["samples"] is not None:
         options["samples"] = [_positive(n, "samples", here) for n in _list(options["samples"], "samples", here)]
+    if name == "blockswap" and options["candidates"] is not None:
+        options["candidates"] = [str(c) for c in _list(options["candidates"], "candidates", here)]
+        for c in options["candidates"]:
+            parse_candidates(c)  # fails early on a bad set or block name
     if name == "random":
         options["networks"] = _positive(options["networks"], "networks", here)
         options["signals"] = [parse_signal(s).name for s in _list(options["signals"], "signals", here)]

@@ -8,7 +8,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..space.complexity import Act, Complexity, Conv, Layer, Linear, MaxPool, Norm, Plan, Pool
+from ..space.complexity import Act, Complexity, Conv, Layer, Linear, MaxPool, Norm, Plan, Pool, Shuffle
 
 NormLayer = Callable[[int], nn.Module]  # channels -> a normalisation module (nn.BatchNorm2d)
 
@@ -22,6 +22,8 @@ def make_layer(layer: Layer, norm_layer: NormLayer = nn.BatchNorm2d) -> nn.Modul
         return norm_layer(layer.channels)
     if isinstance(layer, Act):
         return nn.ReLU(inplace=True)
+    if isinstance(layer, Shuffle):
+        return nn.ChannelShuffle(layer.groups)
     if isinstance(layer, MaxPool):
         return nn.MaxPool2d(layer.k, stride=layer.stride, padding=layer.padding)
     if isinstance(layer, Pool):

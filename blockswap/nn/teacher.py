@@ -1,8 +1,10 @@
-"""Teachers from torchvision: post-activation ResNets (the paper's ImageNet teacher, Sec. 6).
+"""Teachers from torchvision: post-activation ResNets (the paper's ImageNet teacher, Sec. 6, and
+any ResNet-style network of `nn.discover.RESNETS`).
 
 The stage outputs (``layer1`` .. ``layer4``) are the attention points; they are taken with
 torchvision's own `create_feature_extractor` by module name, not by re-implementing the forward.
-Weights come from a local file only (nothing is downloaded) and load by parameter name.
+Weights come from a local file only (nothing is downloaded) and load by parameter name; the
+number of classes is the file's classifier's.
 """
 
 from __future__ import annotations
@@ -13,22 +15,21 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
+from .discover import RESNETS, stage_names
 
-TEACHERS = ("resnet18", "resnet34")
-_STAGES = ("layer1", "layer2", "layer3", "layer4")
+TEACHERS = RESNETS
 
 
 class TorchvisionTeacher(nn.Module):
     """torchvision's ResNet with the `BlockSwapNet` interface: ``forward`` gives logits,
     ``forward_intermediates`` gives ``(logits, {layer1..layer4: output})``."""
 
-    stage_names = _STAGES
-
     def __init__(self, net: nn.Module):
         super().__init__()
         from torchvision.models.feature_extraction import create_feature_extractor
 
-        self.net = create_feature_extractor(net, {**{s: s for s in _STAGES}, "fc": "logits"})
+        self.stage_names = stage_names(net)
+        self.net = create_feature_extractor(net, {**{s: s for s in self.stage_names}, "fc": "logits"})
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = dict(self.net(x))
@@ -38,21 +39,25 @@ class TorchvisionTeacher(nn.Module):
         return self.forward_intermediates(x)[0]
 
 
-def build_teacher(name: str, weights: "str | Path | None" = None, num_classes: int = 1000) -> TorchvisionTeacher:
-    """torchvision's `name` (resnet18/resnet34), with weights from a local ``.pth`` file if given.
+def build_teacher(name: str, weights: "str | Path | None" = None, num_classes: int | None = None) -> TorchvisionTeacher:
+    """torchvision's `name` (e.g. resnet34, resnet50), with weights from a local ``.pth`` file.
 
     Pass the file torchvision would have fetched (e.g. ``resnet34-b627a593.pth``) or a state
-    dict saved from such a model.
+    dict saved from such a model (fine-tuned: the classes are its ``fc``'s, unless `num_classes`).
     """
     import torchvision
 
     key = str(name).strip().lower()
     if key not in TEACHERS:
         raise BlockSwapError(f"unknown torchvision teacher {name!r}; valid teachers: {choices(TEACHERS)}")
+    state = None if weights is None else _read_weights(Path(weights))
+    if num_classes is None:
+        fc = state.get("fc.weight") if isinstance(state, dict) else None
+        num_classes = int(fc.shape[0]) if isinstance(fc, torch.Tensor) and fc.dim() == 2 else 1000
     net = getattr(torchvision.models, key)(weights=None, num_classes=num_classes)
-    if weights is not None:
+    if state is not None:
         try:
-            net.load_state_dict(_read_weights(Path(weights)))
+            net.load_state_dict(state)  # by parameter name
         except (RuntimeError, TypeError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[1:2] or [str(exc)]
             raise BlockSwapError(f"teacher weights {str(weights)!r} do not fit torchvision {key} with "

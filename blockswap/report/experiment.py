@@ -35,7 +35,8 @@ def label(row: dict[str, Any]) -> str:
     """The name of a student's method in tables: 'BlockSwap (best of 1000)', 'single G(4)', ..."""
     m, d = row["method"], row["detail"]
     if m == "blockswap":
-        return f"BlockSwap (best of {d['best_of']})"
+        series = f" {d['candidates']}" if d.get("candidates") else ""
+        return f"BlockSwap{series} (best of {d['best_of']})"
     if m == "single":
         return f"single {d['block']}"
     if m == "reduced":
@@ -152,8 +153,9 @@ def _comparison(done, budgets, spec, paper, out: Path) -> Section:
                          *(_paper_cell(paper, method, b) if paper else [])])
             summary.append({"budget": b.text, "method": name, "error": mean, "error_std": std, "n": len(errs)})
             if method != "random":
+                series = members[0]["detail"].get("candidates")
                 points.append({"method": name if method in ("single", "reduced") else
-                               ("blockswap" if method == "blockswap" else LABELS.get(method, method)),
+                               (f"blockswap {series or ''}".strip() if method == "blockswap" else LABELS.get(method, method)),
                                "cost_params": params, "cost_macs": macs, "error": mean, "error_std": std})
         headers = ["method", "params (non-zero)", "MACs", "top-1 error %"]
         if paper:
@@ -283,13 +285,14 @@ def _samples(done, budgets) -> Section:
         by_n = defaultdict(list)
         for r in done:
             if r["method"] == "blockswap" and r["budget"] == b.text:
-                by_n[r["detail"]["best_of"]].append(r["result"]["top1_error"])
+                by_n[(r["detail"].get("candidates") or "", r["detail"]["best_of"])].append(r["result"]["top1_error"])
         nets = _random_nets(done, b)
         ranked = [n for n in nets if n["signals"].get("fisher") is not None]
         best = best_of_first([n["signals"]["fisher"] for n in ranked], [n["error"] for n in ranked],
                              [n for n in (5, 10, 20, 40, 100) if n <= len(ranked)]) if ranked else {}
-        for n in sorted(by_n):
-            rows.append([_b(b), n, _err(*_mean_std(by_n[n]), len(by_n[n])), "trained BlockSwap student"])
+        for series, n in sorted(by_n):
+            rows.append([_b(b), n, _err(*_mean_std(by_n[series, n]), len(by_n[series, n])),
+                         f"trained BlockSwap student{' (candidates ' + series + ')' if series else ''}"])
         for n, e in sorted(best.items()):
             rows.append([_b(b), n, f"{e:.2f}", "best Fisher of the first n trained random networks"])
     return Section("Samples needed (Sec. 4.3)",
@@ -370,19 +373,25 @@ def _sensitivity(done, spec, out: Path) -> Section:
 def _pictures(done, budgets, spec, out: Path) -> Section:
     images, rows = [], []
     for b in budgets:
-        best = [r for r in done if r["method"] == "blockswap" and r["budget"] == b.text]
-        if not best:
-            continue
-        top = max(r["detail"]["best_of"] for r in best)
-        r = next(r for r in best if r["detail"]["best_of"] == top)
-        geno = r["result"]["genotype"]
-        cost = network_cost(spec.model, geno, spec.input_size)
-        name = f"genotype_{budget_label(b)}.png"
-        genotype_picture([str(c.block) for c in cost.per_block], [c.params for c in cost.per_block], out / name,
-                         title=f"BlockSwap {_b(b)}: {format_count(cost.params)} params, {format_count(cost.macs)} MACs",
-                         stage_of=[c.stage for c in cost.per_block])
-        images.append((name, f"The BlockSwap student at {_b(b)} (best of {top}); blocks coloured by family, "
-                             "height by parameters"))
-        rows.append([_b(b), f"`{geno}`", format_count(cost.params), format_count(cost.macs)])
+        for series in sorted({r["detail"].get("candidates") or "" for r in done if r["method"] == "blockswap"}):
+            best = [r for r in done if r["method"] == "blockswap" and r["budget"] == b.text
+                    and (r["detail"].get("candidates") or "") == series]
+            if best:
+                _picture(best, b, series, spec, out, images, rows)
     return Section("The chosen networks (Appendix D)", [],
                    [Table(["budget", "genotype", "params", "MACs"], rows)], images)
+
+
+def _picture(best, b, series: str, spec, out: Path, images: list, rows: list) -> None:
+    top = max(r["detail"]["best_of"] for r in best)
+    r = next(r for r in best if r["detail"]["best_of"] == top)
+    geno = r["result"]["genotype"]
+    cost = network_cost(spec.model, geno, spec.input_size)
+    name = f"genotype_{budget_label(b)}{'_' + series.replace('+', '_') if series else ''}.png"
+    genotype_picture([str(c.block) for c in cost.per_block], [c.params for c in cost.per_block], out / name,
+                     title=f"BlockSwap {_b(b)}: {format_count(cost.params)} params, {format_count(cost.macs)} MACs",
+                     stage_of=[c.stage for c in cost.per_block])
+    images.append((name, f"The BlockSwap student at {_b(b)} (best of {top}{', candidates ' + series if series else ''}); "
+                         "blocks coloured by family, height by parameters"))
+    rows.append([_b(b) + (f" ({series})" if series else ""), f"`{geno}`", format_count(cost.params),
+                 format_count(cost.macs)])

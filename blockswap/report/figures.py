@@ -16,7 +16,7 @@ from .plots import pyplot, save_figure
 from .stats import gaussian_kde, pareto_front
 
 COSTS = ("params", "macs")
-FAMILY_COLOURS = {"S": "#4c72b0", "G": "#dd8452", "B": "#55a868", "BG": "#c44e52"}
+FAMILY_COLOURS = {"S": "#4c72b0", "G": "#dd8452", "B": "#55a868", "BG": "#c44e52", "GL": "#8172b3", "GS": "#937860"}
 _OTHER = "#8c8c8c"
 _MARKERS = "osD^vP*Xh<>"
 

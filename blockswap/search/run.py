@@ -87,7 +87,7 @@ def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
         data = scoring_data(config)  # first: bad data fails before anything is written
         timings["data"] = time.perf_counter() - t0
         # A new search samples before its results file exists, so an impossible budget writes nothing.
-        sampled = None if holds else _sample(config, timings, say)
+        sampled = None if holds else _sample(config, timings, say, data.num_classes)
         with ResultStore(path) as store:
             if sampled is None:
                 _check_resumable(store, config)
@@ -157,14 +157,16 @@ def _check_scoring_version(store: ResultStore, config: SearchConfig) -> None:
         "Start a new search in another output folder (or finish this one with BlockSwap 0.1)")
 
 
-def _sample(config: SearchConfig, timings: dict[str, float],
-            say: Callable[[str], None]) -> tuple[dict[str, Any], list[Candidate]]:
-    """Rejection-sample the candidates: (sampling summary, candidate rows)."""
+def _sample(config: SearchConfig, timings: dict[str, float], say: Callable[[str], None],
+            num_classes: int) -> tuple[dict[str, Any], list[Candidate]]:
+    """Rejection-sample the candidates: (sampling summary, candidate rows). Costs count the
+    classifier of the data's `num_classes` (the network the student will be)."""
     t0 = time.perf_counter()
     if config.latency_table is not None and config.latency is None:
         raise BlockSwapError(f"latency table {config.latency_table!r} is missing or is not the recorded one "
                              f"(sha256 {config.latency_table_sha256[:12]}...)")
-    table = CostTable(network_spec(config.model), config.candidates, config.input_size, latency=config.latency)
+    table = CostTable(network_spec(config.model, num_classes), config.candidates, config.input_size,
+                      latency=config.latency)
     rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
     report = sample_genotypes(table, config.budget, config.samples, rng,
                               min_acceptance=config.min_acceptance, max_draws=config.max_draws)

@@ -66,9 +66,10 @@ class BlockType:
     Build one from text with `parse_block` ("BG(2,M/8)", or the authors' "G8B2").
     """
 
-    family: str  # "S", "G", "B" or "BG": a key of the family registry
+    family: str  # "S", "G", "B", "BG" (or "GL", "GS": `space.structured`): a key of the family registry
     bottleneck: int = 1  # b: bottleneck factor, m = c_out / b (B and BG only)
-    groups: Groups = Groups()  # grouping of the 3x3 convs (G and BG only)
+    groups: Groups = Groups()  # grouping of the 3x3 convs (G, BG, GL and GS)
+    pointwise: int = 1  # structured 1x1 maps: rank divisor (GL) or pointwise groups (GS)
 
     @property
     def name(self) -> str:
@@ -307,20 +308,54 @@ DEFAULT_CANDIDATE_NAMES: tuple[str, ...] = (
 )
 
 
+# For bottleneck networks (a torchvision ResNet-50's B(4) blocks; `nn.discover`): the paper's
+# substitutions made the same way for a 1x1-3x3-1x1 block: thinner bottlenecks, the 3x3 conv
+# grouped or depthwise, and grouped+pointwise blocks without a bottleneck.
+BOTTLENECK_CANDIDATE_NAMES: tuple[str, ...] = (
+    "B(4)", "B(8)", "B(16)",
+    "BG(4,2)", "BG(4,4)", "BG(4,8)", "BG(4,M/16)", "BG(4,M/8)", "BG(4,M/4)", "BG(4,M)",
+    "BG(8,2)", "BG(8,4)", "BG(8,M/8)", "BG(8,M)",
+    "G(N/16)", "G(N)",
+)
+
+# Named candidate sets for --candidates ("paper", "structured", "paper+structured").
+_CANDIDATE_SETS: dict[str, tuple[str, ...]] = {"paper": DEFAULT_CANDIDATE_NAMES,
+                                               "bottleneck": BOTTLENECK_CANDIDATE_NAMES}
+
+
+def register_candidate_set(name: str, names: tuple[str, ...]) -> None:
+    if name in _CANDIDATE_SETS:
+        raise BlockSwapError(f"candidate set {name!r} is already registered")
+    _CANDIDATE_SETS[name] = tuple(names)
+
+
+def candidate_sets() -> dict[str, tuple[str, ...]]:
+    return dict(_CANDIDATE_SETS)
+
+
 def default_candidates() -> list[BlockType]:
     """The 23 block types of the paper's CIFAR search, as `BlockType` values."""
     return [parse_block(name) for name in DEFAULT_CANDIDATE_NAMES]
 
 
 def parse_candidates(spec: "str | list | tuple | None") -> list[BlockType]:
-    """A candidate set from a comma-separated string or a list; None gives the default set.
+    """A candidate set from a comma-separated string, a list, or named sets joined by '+'
+    ("paper+structured"); None gives the paper's set.
 
     Splits on commas outside parentheses, so "S,BG(2,M/4),G(4)" has three entries.
     """
     if spec is None:
         return default_candidates()
     if isinstance(spec, str):
-        spec = split_types(spec, "candidate set")
+        names = [n.strip() for n in spec.split("+")]
+        if "(" not in spec and "," not in spec and all(n in _CANDIDATE_SETS for n in names) or "+" in spec:
+            unknown = [n for n in names if n not in _CANDIDATE_SETS]
+            if unknown:
+                raise BlockSwapError(f"unknown candidate set {unknown[0]!r}; valid sets: {choices(_CANDIDATE_SETS)} "
+                                     "(join them with '+', e.g. paper+structured), or list block types 'S,G(4),...'")
+            spec = [b for n in names for b in _CANDIDATE_SETS[n]]
+        else:
+            spec = split_types(spec, "candidate set")
     blocks = [parse_block(s) for s in spec]
     if not blocks:
         raise BlockSwapError("the candidate set is empty; give at least one block type")

@@ -1,6 +1,6 @@
 """Layer plans and their analytic complexity (pycls style), with no `torch.nn` in sight.
 
-A *plan* is a tuple of named layers (`Conv`, `Norm`, `Act`, `MaxPool`, `Pool`, `Linear`) run in
+A *plan* is a tuple of named layers (`Conv`, `Norm`, `Act`, `Shuffle`, `MaxPool`, `Pool`, `Linear`) run in
 order. Every part of a network (stem, block bodies, head) is described by its plan; the cost
 accounting walks the plan here, and `blockswap.nn` builds the modules from the very same plan,
 so the analytic cost and the built network cannot disagree about a layer.
@@ -48,6 +48,13 @@ class Act:
 
 
 @dataclass(frozen=True)
+class Shuffle:
+    """Channel shuffle of `groups` groups (ShuffleNet): a permutation, no parameters, no MACs."""
+
+    groups: int
+
+
+@dataclass(frozen=True)
 class MaxPool:
     k: int
     stride: int
@@ -65,7 +72,7 @@ class Linear:
     n_out: int
 
 
-Layer = Union[Conv, Norm, Act, MaxPool, Pool, Linear]
+Layer = Union[Conv, Norm, Act, Shuffle, MaxPool, Pool, Linear]
 Plan = tuple[tuple[str, Layer], ...]  # (name, layer) pairs, applied in order
 
 
@@ -110,7 +117,7 @@ class Complexity:
             return replace(self, h=1, w=1)
         if isinstance(layer, Linear):
             return self.linear(layer.n_in, layer.n_out)
-        return self  # Act
+        return self  # Act, Shuffle
 
     def walk(self, plan: Plan) -> "Complexity":
         """The cost of a whole plan on top of this one."""

@@ -43,8 +43,9 @@ class Genotype:
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def standard(cls, network: str) -> "Genotype":
-        """The unswapped network: every block standard (S)."""
-        return cls(network, (BlockType("S"),) * network_spec(network).num_blocks)
+        """The unswapped network: the network's own blocks (S for WRNs and the paper's ResNets)."""
+        spec = network_spec(network)
+        return cls(network, tuple(spec.standard) if spec.standard else (BlockType("S"),) * spec.num_blocks)
 
     @classmethod
     def uniform(cls, network: str, block: str | BlockType) -> "Genotype":

@@ -49,6 +49,9 @@ class NetworkSpec:
     num_classes: int
     input_size: int  # default square input (32 for CIFAR, 224 for ImageNet)
     final_bn: bool  # WRN ends with BN-ReLU before pooling; the authors' ResNet students do not
+    # The unswapped network's block types, when not all S: a torchvision ResNet-50's are B(4)
+    # (`nn.discover`); also what Sec. 3.1's "standard block" means for sensitivity studies.
+    standard: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 1:

@@ -52,11 +52,13 @@ def load_model(source: str | Path, weights: str | Path | None = None,
     """
     text = str(source)
     if text.lower().startswith("torchvision:"):
-        desc = ModelDesc("torchvision", text.partition(":")[2], None, 1000, 224)
+        name = ModelDesc("torchvision", text.partition(":")[2]).name  # checks the name
         if weights is None:
-            raise BlockSwapError(f"{text} needs its ImageNet weights file (e.g. resnet34-b627a593.pth "
-                                 "from torchvision); nothing is downloaded")
-        net = build_teacher(desc.name, weights, 1000)
+            raise BlockSwapError(f"{text} needs its weights file (e.g. resnet34-b627a593.pth from torchvision, "
+                                 "or a state dict of your fine-tuned copy); nothing is downloaded")
+        net = build_teacher(name, weights)  # classes: the weights' classifier's
+        classes = [m for m in net.modules() if isinstance(m, nn.Linear)][-1].out_features
+        desc = ModelDesc("torchvision", name, None, classes, 224)
     else:
         if weights is not None:
             raise BlockSwapError("a weights file goes with torchvision:NAME; a BlockSwap checkpoint "

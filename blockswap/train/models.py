@@ -24,9 +24,10 @@ KINDS = ("blockswap", "torchvision")
 class ModelDesc:
     """A network that can be rebuilt from its description alone.
 
-    ``kind="blockswap"``: `name` is ``wrn-D-k``/``resnet18``/``resnet34`` and `genotype` its
-    block types (None: all standard); ``kind="torchvision"``: torchvision's post-activation
-    ``resnet18``/``resnet34`` (the paper's ImageNet teacher). `num_classes` / `input_size`
+    ``kind="blockswap"``: `name` is ``wrn-D-k``/``resnet18``/``resnet34``, or
+    ``torchvision:resnet50`` for the student space of a torchvision ResNet (`nn.discover`), and
+    `genotype` its block types (None: all standard); ``kind="torchvision"``: torchvision's
+    post-activation network itself (a teacher: ``resnet34``, the paper's, ``resnet50``, ...). `num_classes` / `input_size`
     None mean "from the data" / "the network's default" (32 for WRN, 224 for ResNets).
     """
 
@@ -111,9 +112,8 @@ def parse_model(text: str, genotype: str | None = None, num_classes: int | None 
     """'wrn-40-2' / 'resnet34' (BlockSwap networks) or 'torchvision:resnet34'."""
     kind, sep, name = str(text).strip().partition(":")
     if sep and kind.lower() == "torchvision":
-        if genotype is not None:
-            raise BlockSwapError("a torchvision model has fixed blocks; a genotype needs a BlockSwap "
-                                 "network (e.g. wrn-40-2, resnet34)")
+        if genotype is not None:  # a student in the space of torchvision's network (`nn.discover`)
+            return ModelDesc("blockswap", f"torchvision:{name.strip().lower()}", genotype, num_classes, input_size)
         return ModelDesc("torchvision", name, None, num_classes, input_size)
     if sep:
         raise BlockSwapError(f"unknown model {text!r}; write a network name (wrn-40-2, resnet34) or "

@@ -1,0 +1,107 @@
+"""Any torchvision ResNet as a teacher: the student space is discovered by structure (checked
+against the torchvision module's own convolutions), bottleneck substitutions cost exactly what
+the built modules count, the teacher's classes come from its weights, and a ResNet-50 student is
+searched and trained end to end on ImageNet-layout data with a locally saved teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import blockswap as bs
+from blockswap.errors import BlockSwapError
+from blockswap.nn import Block, register_students_space, students_space
+from blockswap.space import Complexity, network_spec, parse_candidates
+from blockswap.space.costs import block_complexity
+
+
+def conv_weights(module: nn.Module) -> list[tuple[int, ...]]:
+    return sorted(tuple(m.weight.shape) for m in module.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "wide_resnet50_2", "resnext50_32x4d"])
+def test_the_unswapped_student_has_the_teachers_convolutions(arch):
+    teacher = getattr(torchvision.models, arch)(weights=None, num_classes=7)
+    spec = register_students_space(teacher, f"my-{arch}")  # a user's own (fine-tuned) copy
+    assert spec.num_classes == 7
+    student = bs.build_model(f"my-{arch}")
+    # every conv of the teacher (stem, blocks, downsample shortcuts) in the student, same shapes
+    assert conv_weights(student) == conv_weights(teacher)
+    assert student.head.fc.weight.shape == teacher.fc.weight.shape
+    spec_named = network_spec(f"torchvision:{arch}")
+    assert (spec_named.widths, spec_named.depths, spec_named.strides) == (spec.widths, spec.depths, spec.strides)
+
+
+def test_a_network_that_is_not_a_resnet_gets_a_clear_error():
+    with pytest.raises(BlockSwapError, match="expected torchvision's ResNet stem"):
+        students_space(torchvision.models.mobilenet_v2(weights=None), "mobilenet_v2")
+    odd = torchvision.models.resnet18(weights=None)
+    odd.layer2[1].conv2 = nn.Conv2d(128, 128, 5, padding=2, bias=False)
+    with pytest.raises(BlockSwapError, match=r"layer2\[1\].*two ungrouped 3x3 convs"):
+        students_space(odd, "odd")
+    with pytest.raises(BlockSwapError, match="valid: resnet18, .*resnet50"):
+        network_spec("torchvision:vgg16")
+
+
+def counted(module: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        module.eval()(x)
+    return sum(p.numel() for p in module.parameters()), fc.get_total_flops() // 2
+
+
+def test_bottleneck_and_structured_types_cost_what_pytorch_counts_at_every_resnet50_position():
+    spec = network_spec("torchvision:resnet50")
+    seen: dict = {}
+    for slot in spec.slots():
+        for block in parse_candidates("bottleneck+structured"):
+            if block.problem(slot.c_in, slot.c_out):
+                continue
+            key = (block.name, slot.c_in, slot.c_out, slot.stride, slot.h)
+            if key not in seen:
+                seen[key] = counted(Block(block, slot.c_in, slot.c_out, slot.stride),
+                                    torch.randn(1, slot.c_in, slot.h, slot.w))
+            cx = block_complexity(block, slot.c_in, slot.c_out, slot.stride, Complexity(slot.h, slot.w))
+            assert (cx.params, cx.macs) == seen[key], (slot.index, block.name)
+
+
+def test_teacher_classes_come_from_its_weights(tmp_path):
+    from blockswap.train import load_model
+
+    path = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=5).state_dict(), path)
+    net, desc = load_model("torchvision:resnet18", path)
+    assert desc.num_classes == 5
+    logits, points = net.forward_intermediates(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 5) and list(points) == ["layer1", "layer2", "layer3", "layer4"]
+
+
+@pytest.mark.slow
+def test_resnet50_student_searches_and_trains_on_imagenet_folders(tmp_path):
+    from test_data import make_imagenet
+
+    from blockswap.cli import main
+
+    make_imagenet(tmp_path / "inet")
+    weights = tmp_path / "resnet50-finetuned.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50(weights=None, num_classes=3).state_dict(), weights)
+    data = f"imagenet:{tmp_path / 'inet'}"
+    assert main(["search", "--model", "torchvision:resnet50", "--budget", "12m", "--candidates", "bottleneck",
+                 "--samples", "3", "--data", data, "--input-size", "64", "--batch-size", "4",
+                 "--out", str(tmp_path / "search"), "--quiet"]) == 0
+    winner = json.loads((tmp_path / "search" / "winner.json").read_text())
+    assert winner["network"] == "torchvision:resnet50"
+    assert main(["train", "student", "--teacher", "torchvision:resnet50", "--teacher-weights", str(weights),
+                 "--genotype", str(tmp_path / "search" / "winner.json"), "--data", data, "--input-size", "64",
+                 "--epochs", "1", "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "student"),
+                 "--quiet"]) == 0
+    record = json.loads((tmp_path / "student" / "record.json").read_text())
+    assert record["model"]["name"] == "torchvision:resnet50" and record["teacher"]["model"]["num_classes"] == 3
+    assert abs(record["params"] - 12_000_000) <= 0.025 * 12_000_000
+    built = bs.build_model("torchvision:resnet50", record["genotype"], 3)
+    assert record["params"] == sum(p.numel() for p in built.parameters())
