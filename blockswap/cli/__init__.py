@@ -18,7 +18,7 @@ from ..errors import BlockSwapError, os_error
 
 # Modules that define `register(subparsers)`; listed here so `blockswap --help` shows them all.
 COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report", "experiment", "export", "benchmark",
-                   "latency")
+                   "latency", "data")
 
 
 class _Parser(argparse.ArgumentParser):

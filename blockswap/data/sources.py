@@ -85,6 +85,11 @@ _DIGITS_SPLIT_SEED = 0
 _DIGITS_VAL_FRACTION = 0.2
 
 
+def digits_images(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, 3, size, size) and labels of the fixed digits split ("train" or "val")."""
+    return _digits(split, size)
+
+
 def _digits(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
