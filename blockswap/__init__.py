@@ -20,7 +20,8 @@ __version__ = "0.2.0"
 
 # The search space and its modules (paper Sec. 3.1): space/, nn/.
 from .errors import BlockSwapError  # noqa: E402
-from .nn import Block, BlockSwapNet, TorchvisionTeacher, build_model, build_teacher  # noqa: E402
+from .nn import (Block, BlockSwapNet, TorchvisionTeacher, build_model, build_teacher,  # noqa: E402
+                 register_students_space, students_space)
 from .space import (  # noqa: E402
     DEFAULT_CANDIDATE_NAMES,
     BlockType,
@@ -72,7 +73,7 @@ __all__ = [
     "CostTable", "Genotype", "Groups", "NetworkCost", "NetworkSpec", "TorchvisionTeacher", "build_model",
     "build_teacher", "cost", "default_candidates", "families", "load_genotype", "network_spec", "networks",
     "parse_block", "parse_budget", "parse_candidates", "read_reference_csv", "register_family",
-    "register_network",
+    "register_network", "register_students_space", "students_space",
     # search
     "PROXIES", "FisherPotential", "RunOptions", "SearchConfig", "SearchResult", "fisher_potential",
     "get_proxy", "parse_signal", "rank", "run_search", "sample_genotypes",

@@ -48,7 +48,7 @@ def test_bad_block_names_fail_with_the_valid_choices(text, fragment):
 
 
 def test_registry_is_strict():
-    assert bs.families() == ["S", "G", "B", "BG"]
+    assert bs.families() == ["S", "G", "B", "BG", "GL", "GS"]  # the paper's four, then space.structured
     with pytest.raises(bs.BlockSwapError, match="already registered"):
         bs.register_family(Family("G", lambda args, full: bs.BlockType("G"), lambda b: "G", lambda *a: ()))
 

@@ -322,7 +322,8 @@ def test_the_student_network_comes_from_model_then_genotype_file_then_teacher(tm
     geno_file = tmp_path / "g.json"
     Genotype.uniform("wrn-16-1", "G(2)").save(geno_file)
     args = lambda **kw: argparse.Namespace(**{"teacher": str(teacher), "teacher_weights": None, "model": None,  # noqa: E731
-                                              "input_size": None, "genotype": str(geno_file), **kw})
+                                              "input_size": None, "genotype": str(geno_file), "prune": None,
+                                              "prune_params": None, "prune_source": None, **kw})
     assert _student_model(args()).name == "wrn-16-1"  # the genotype file's, not the teacher's wrn-10-1
     assert _student_model(args(genotype="G(2),S,S")).name == "wrn-10-1"  # inline text: the teacher's
     with pytest.raises(BlockSwapError, match="is for wrn-16-1, not wrn-40-1"):

@@ -153,4 +153,4 @@ def test_teacher_weights_errors(tmp_path):
     with pytest.raises(bs.BlockSwapError, match="do not fit"):
         bs.build_teacher("resnet18", weights=other, num_classes=1000)
     with pytest.raises(bs.BlockSwapError, match="valid teachers"):
-        bs.build_teacher("resnet101")
+        bs.build_teacher("vgg16")  # not a ResNet: every ResNet-style torchvision network is one

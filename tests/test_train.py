@@ -181,7 +181,7 @@ def test_bad_inputs_get_one_line_errors(tmp_path, teacher_dir):
                       (tmp_path / "nothing", "does not exist")]:
         with pytest.raises(BlockSwapError, match=msg):
             load_model(path)
-    with pytest.raises(BlockSwapError, match="needs its ImageNet weights file"):
+    with pytest.raises(BlockSwapError, match="needs its weights file"):
         load_model("torchvision:resnet34")
     # A 10-class teacher cannot teach on CIFAR-100 (100 classes).
     folder = tmp_path / "c100" / "cifar-100-python"
@@ -218,7 +218,8 @@ def test_cli_teacher_student_evaluate(tmp_path, teacher_dir):
     assert res.returncode == 0, res.stderr
     record = json.loads((tmp_path / "s" / "record.json").read_text())
     assert record["model"] == {"kind": "blockswap", "name": "wrn-10-1", "genotype": "B(2),G(2),S",
-                               "num_classes": 10, "input_size": 16}  # input size from the teacher
+                               "num_classes": 10, "input_size": 16,  # input size from the teacher
+                               "prune": None, "prune_params": None, "prune_source": None}
     assert record["config"]["flip"] is False and record["config"]["recipe"] == "cifar"
 
     res = run_cli("evaluate", "--checkpoint", str(tmp_path / "s" / "checkpoint.pt"), "--data", "synthetic",
