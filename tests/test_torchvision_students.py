@@ -105,3 +105,19 @@ def test_resnet50_student_searches_and_trains_on_imagenet_folders(tmp_path):
     assert abs(record["params"] - 12_000_000) <= 0.025 * 12_000_000
     built = bs.build_model("torchvision:resnet50", record["genotype"], 3)
     assert record["params"] == sum(p.numel() for p in built.parameters())
+
+
+def test_cost_and_search_take_the_classes_of_the_teacher_weights(tmp_path, capsys):
+    from blockswap.cli import main
+
+    weights = tmp_path / "r18-7.pth"
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=7).state_dict(), weights)
+    assert main(["cost", "--model", "torchvision:resnet18", "--teacher-weights", str(weights), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["num_classes"] == 7
+    assert shown["params"] == sum(p.numel() for p in bs.build_model("torchvision:resnet18", None, 7).parameters())
+    # digits has 10 classes, the teacher 7: refused before any work, naming both
+    assert main(["search", "--model", "torchvision:resnet18", "--teacher-weights", str(weights), "--data", "digits",
+                 "--budget", "3m", "--samples", "2", "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    assert "7 classes but digits has 10" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or inline text 'S,G(4),...' (default: all S)")
     p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default 32 WRN, 224 ResNet)")
     p.add_argument("--num-classes", type=positive, default=None, help="classifier outputs (default 10 WRN, 1000 ResNet)")
+    p.add_argument("--teacher-weights", default=None,
+                   help="a torchvision:NAME model's teacher state dict: the classes are its classifier's")
     p.add_argument("--latency-table", default=None,
                    help="also show the latency each block and the network take, as this table predicts")
     p.add_argument("--checkpoint", default=None,
@@ -40,7 +42,7 @@ def run_cost(args: argparse.Namespace) -> int:
         return _checkpoint_cost(args)
     geno = None if args.genotype is None else load_genotype(args.genotype, args.model)
     model = args.model or (geno.network if geno is not None else "wrn-40-2")
-    c = network_cost(model, geno, input_size=args.input_size, num_classes=args.num_classes)
+    c = network_cost(model, geno, input_size=args.input_size, num_classes=_classes(args, model))
     table = None if args.latency_table is None else load_latency_table(args.latency_table)
     if table is not None and (table.network, table.input_size) != (c.network, c.input_size):
         raise BlockSwapError(f"latency table {args.latency_table!r} is for {table.network} at {table.input_size}px, "
@@ -62,6 +64,20 @@ def run_cost(args: argparse.Namespace) -> int:
         print(f"predicted latency {1e3 * predicted:.3f} ms per batch of {table.batch_size} ({table.device}, "
               f"{table.threads} threads; stem+head {1e3 * table.fixed:.3f} ms, offset {1e3 * table.offset:+.3f} ms)")
     return 0
+
+
+def _classes(args: argparse.Namespace, model: str) -> int | None:
+    """--num-classes, else the classes of --teacher-weights (a torchvision:NAME teacher's classifier)."""
+    if args.teacher_weights is None:
+        return args.num_classes
+    if not model.lower().startswith("torchvision:"):
+        raise BlockSwapError("--teacher-weights goes with --model torchvision:NAME")
+    from ..nn.teacher import weights_classes
+
+    classes = weights_classes(args.teacher_weights)
+    if args.num_classes is not None and args.num_classes != classes:
+        raise BlockSwapError(f"--num-classes {args.num_classes} but the teacher weights have {classes} classes")
+    return classes
 
 
 def _checkpoint_cost(args: argparse.Namespace) -> int:

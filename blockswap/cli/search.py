@@ -70,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch threads per scorer (default: the cores divided among the workers)")
     p.add_argument("--device", default=_R.device, help=f"torch device (default {_R.device})")
     p.add_argument("--top-k", type=positive, default=_R.top_k, help=f"runner-ups to keep and show (default {_R.top_k})")
+    p.add_argument("--teacher-weights", default=None,
+                   help="with --model torchvision:NAME: the teacher's state dict; its classes must be the data's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         signals=tuple(s for s in args.signals.split(",") if s.strip()), augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
         halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table)
+    if args.teacher_weights is not None:
+        _check_teacher_classes(args.teacher_weights, config)
     workers = args.workers if args.workers is not None else (default_workers() if args.executor != "local" else 1)
     options = RunOptions(executor=args.executor, workers=workers, address=args.address,
                          threads=args.threads, device=args.device, progress=not (args.quiet or args.json),
@@ -105,3 +109,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwinner: {result.best.text}\n  {result.params:,} parameters, {result.macs:,} MACs, "
           f"{result.signal} {result.score:.6g}\n  saved to {result.out / 'winner.json'}")
     return 0
+
+
+def _check_teacher_classes(weights: str, config: SearchConfig) -> None:
+    """The students of a search are the teacher's network on the data: their classes must agree."""
+    from ..data.load import load_split
+    from ..errors import BlockSwapError
+    from ..nn.teacher import weights_classes
+
+    if not config.model.startswith("torchvision:"):
+        raise BlockSwapError("--teacher-weights goes with --model torchvision:NAME")
+    teacher = weights_classes(weights)
+    data = config.data.known_classes or load_split(config.data, "train", config.input_size, "cpu", 0).num_classes
+    if teacher != data:
+        raise BlockSwapError(f"the teacher weights {weights!r} have {teacher} classes but {config.data} has {data}")

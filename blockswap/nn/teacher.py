@@ -65,6 +65,16 @@ def build_teacher(name: str, weights: "str | Path | None" = None, num_classes: i
     return TorchvisionTeacher(net)
 
 
+def weights_classes(weights: "str | Path") -> int:
+    """The number of classes of a torchvision ResNet state dict: the rows of its ``fc.weight``."""
+    state = _read_weights(Path(weights))
+    fc = state.get("fc.weight") if isinstance(state, dict) else None
+    if not isinstance(fc, torch.Tensor) or fc.dim() != 2:
+        raise BlockSwapError(f"teacher weights {str(weights)!r} hold no classifier 'fc.weight'; expected the "
+                             "state dict of a torchvision ResNet")
+    return int(fc.shape[0])
+
+
 def _read_weights(path: Path) -> dict:
     if not path.is_file():
         raise BlockSwapError(f"teacher weights file {str(path)!r} does not exist")
