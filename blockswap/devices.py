@@ -11,6 +11,13 @@ from .errors import BlockSwapError, choices
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def available_devices() -> list[str]:
     """The device names this machine can run on: cpu, cuda:0..N-1, mps."""
     import torch

@@ -1,5 +1,5 @@
 """Helpers shared by the tests: the CLI in a subprocess, and independent reference computations
-(no code from blockswap.proxies).
+(no code from blockswap.proxies; block costs counted by PyTorch, not by blockswap.space).
 
 `brute_fisher` follows Theis et al.'s definition literally: a mask m[n, c] = 1 multiplies every
 channel of every example at each probe, the mean cross-entropy is backpropagated with a plain
@@ -56,3 +56,39 @@ def brute_fisher(model, x, y, loss_scale: float | None = None) -> list[float]:
             block += sum(g[i][c] ** 2 for i in range(n)) / (2 * total_n)
         per_block.append(block)
     return per_block
+
+
+def counted(module, x) -> tuple[int, int]:
+    """(parameters, MACs) as PyTorch reports them for one forward pass of x in eval mode:
+    ``sum(p.numel())`` and half of torch.utils.flop_counter's FLOPs (one MAC is two FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in module.parameters())
+    module.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        module(x)
+    return params, fc.get_total_flops() // 2
+
+
+def check_block_costs(network: str, blocks) -> int:
+    """Assert that the analytic params and MACs of every block type in `blocks` equal the built
+    block's counted ones at every position of `network` where the type is valid; returns how
+    many (position, type) pairs were checked. Positions of one shape share one measurement."""
+    from blockswap.nn import Block
+    from blockswap.space import Complexity, network_spec, parse_block
+    from blockswap.space.costs import block_complexity
+
+    seen: dict = {}
+    checked = 0
+    for slot in network_spec(network).slots():
+        for block in map(parse_block, blocks):
+            if block.problem(slot.c_in, slot.c_out):
+                continue
+            key = (block.name, slot.c_in, slot.c_out, slot.stride, slot.h)
+            if key not in seen:
+                seen[key] = counted(Block(block, slot.c_in, slot.c_out, slot.stride),
+                                    torch.randn(1, slot.c_in, slot.h, slot.w))
+            cx = block_complexity(block, slot.c_in, slot.c_out, slot.stride, Complexity(slot.h, slot.w))
+            assert (cx.params, cx.macs) == seen[key], (network, slot.index, block.name)
+            checked += 1
+    return checked

@@ -5,43 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from helpers import check_block_costs
 import blockswap as bs
 from blockswap.errors import BlockSwapError
 from blockswap.nn import Block
-from blockswap.space import Complexity, network_spec, parse_block, parse_candidates
-from blockswap.space.costs import block_complexity
+from blockswap.space import network_spec, parse_block, parse_candidates
 from blockswap.space.blocks import BOTTLENECK_CANDIDATE_NAMES
 from blockswap.space.structured import STRUCTURED_CANDIDATE_NAMES
 
 EXTRA = ["GL(2,2)", "GL(N/4,8)", "GS(4,4)", "GS(N/16,8)"]  # beyond the named set: other arguments
 
 
-def counted(module: nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    params = sum(p.numel() for p in module.parameters())
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        module.eval()(x)
-    return params, fc.get_total_flops() // 2  # one multiply-accumulate is two FLOPs
-
-
 @pytest.mark.parametrize("network", ["wrn-40-2", "wrn-16-1", "resnet34"])
 def test_every_structured_type_at_every_position_matches_pytorch(network):
-    seen: dict = {}
-    checked = 0
-    for slot in network_spec(network).slots():
-        for name in (*STRUCTURED_CANDIDATE_NAMES, *EXTRA, *BOTTLENECK_CANDIDATE_NAMES):
-            block = parse_block(name)
-            if block.problem(slot.c_in, slot.c_out):
-                continue
-            key = (block.name, slot.c_in, slot.c_out, slot.stride, slot.h)
-            if key not in seen:
-                seen[key] = counted(Block(block, slot.c_in, slot.c_out, slot.stride),
-                                    torch.randn(1, slot.c_in, slot.h, slot.w))
-            cx = block_complexity(block, slot.c_in, slot.c_out, slot.stride, Complexity(slot.h, slot.w))
-            assert (cx.params, cx.macs) == seen[key], (network, slot.index, name)
-            checked += 1
+    checked = check_block_costs(network, (*STRUCTURED_CANDIDATE_NAMES, *EXTRA, *BOTTLENECK_CANDIDATE_NAMES))
     assert checked >= len(STRUCTURED_CANDIDATE_NAMES) * network_spec(network).num_blocks // 2
 
 

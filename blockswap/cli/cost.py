@@ -86,11 +86,12 @@ def _checkpoint_cost(args: argparse.Namespace) -> int:
         raise BlockSwapError("--checkpoint counts the network it holds; leave --model, --genotype and "
                              "--latency-table out")
     from ..train import load_model
+    from ..train.models import counted_cost
     from ..train.prune import nonzero_params, sparse_macs
 
     net, desc = load_model(args.checkpoint)
     size = args.input_size or desc.input_size
-    dense = {"params": sum(p.numel() for p in net.parameters()), "macs": _dense_macs(net, size)}
+    dense = counted_cost(net, size)
     counts = {"model": desc.text, "genotype": desc.genotype, "prune": desc.prune, "input_size": size,
               "params": dense["params"], "nonzero_params": nonzero_params(net),
               "macs": dense["macs"], "nonzero_macs": sparse_macs(net, size)}
@@ -104,13 +105,3 @@ def _checkpoint_cost(args: argparse.Namespace) -> int:
           + f", {size}x{size} input")
     return 0
 
-
-def _dense_macs(net, size: int) -> int:
-    """MACs per image of the dense network (every weight counted), by torch's FLOP counter."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = net.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(torch.zeros(1, 3, size, size))
-    return counter.get_total_flops() // 2  # one multiply-accumulate is two FLOPs in torch's counter

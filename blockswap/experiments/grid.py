@@ -34,10 +34,6 @@ class Run:
     seed: int
     detail: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "phase": self.phase, "method": self.method, "budget": self.budget,
-                "seed": self.seed, "detail": self.detail}
-
 
 def budget_label(budget: Budget) -> str:
     """'200k' for params=200K, 'macs-90m' for macs=90M: a folder-safe name."""

@@ -14,13 +14,13 @@ system), since the runs write their checkpoints there.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import BlockSwapError, choices
 from ..files import atomic_write_json, versions
@@ -110,7 +110,7 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
                 left -= len(ready)
                 for r, _ in ready:
                     store.mark(r.key, "running")
-                for key, status, payload, seconds in submit(ready, spec, out, options):
+                for key, status, payload, seconds in submit(ready, spec, out):
                     if status == "done":
                         store.mark(key, "done", result=payload, seconds=seconds)
                         bar.update(1)
@@ -221,25 +221,21 @@ def _execute(run: Run, need: dict[str, Any], spec: ExperimentSpec, folder: Path,
 
 
 # ---- executors ------------------------------------------------------------------------------
-class _executor:
-    """A context manager yielding ``submit(ready, spec, out, options)`` -> iterator of outcomes."""
+@contextlib.contextmanager
+def _executor(options: ExperimentOptions) -> Iterator[Callable]:
+    """Yields ``submit(ready, spec, out)``: an iterator of each run's outcome, as it completes."""
+    o = options
+    if o.executor == "local":
+        yield lambda ready, spec, out: (execute(r, need, spec, out, o.device, o.threads) for r, need in ready)
+        return
+    from ..devices import usable_cpus
+    from ..search.executors import ray_connection
 
-    def __init__(self, options: ExperimentOptions):
-        self.options = options
-        self.ray_context = None
-
-    def __enter__(self):
-        o = self.options
-        if o.executor == "local":
-            return lambda ready, spec, out, _o: (execute(r, need, spec, out, o.device, o.threads) for r, need in ready)
-        from ..search.executors import ray_connection
-
-        self.ray_context = ray_connection(o.address, None if o.address else _local_cpus())
-        ray = self.ray_context.__enter__()
+    with ray_connection(o.address, None if o.address else usable_cpus()) as ray:
         task = ray.remote(num_cpus=o.cpus_per_run, num_gpus=o.gpus_per_run,
                           runtime_env={"env_vars": {"OMP_NUM_THREADS": str(o.cpus_per_run)}})(execute)
 
-        def submit(ready, spec, out, _o):
+        def submit(ready, spec, out):
             refs = {task.remote(r, need, spec, out, o.device, o.cpus_per_run): r.key for r, need in ready}
             pending = list(refs)
             while pending:
@@ -250,18 +246,4 @@ class _executor:
                     except Exception as exc:  # noqa: BLE001 - a worker that died (memory, node lost)
                         yield refs[ref], "failed", f"Ray task failed: {str(exc).splitlines()[0]}", None
 
-        return submit
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.ray_context is not None:
-            self.ray_context.__exit__(*exc)
-
-
-def _local_cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+        yield submit

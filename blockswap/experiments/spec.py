@@ -109,6 +109,12 @@ class ExperimentSpec:
     def method(self, name: str) -> MethodSpec | None:
         return next((m for m in self.methods if m.name == name), None)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ExperimentSpec":
+        """The spec that `to_dict` wrote (an experiment store's), parsed and checked again."""
+        return parse_experiment({k: v for k, v in data.items() if k in _KEYS and v is not None},
+                                data.get("source") or "experiment")
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "data": self.data,
                 "budgets": [b.text for b in self.budgets], "seeds": list(self.seeds),
@@ -151,11 +157,13 @@ def load_experiment(source: str | Path, **overrides: Any) -> ExperimentSpec:
     return parse_experiment(raw, where)
 
 
+_KEYS = {"name", "description", "model", "data", "budgets", "seeds", "teacher", "student", "search", "methods",
+         "distill", "input_size", "paper", "teacher_model", "teacher_weights"}  # of an experiment file
+
+
 def parse_experiment(raw: dict[str, Any], where: str = "experiment") -> ExperimentSpec:
     """Check every key and value of a parsed experiment file; errors name the key and the file."""
-    known = {"name", "description", "model", "data", "budgets", "seeds", "teacher", "student", "search",
-             "methods", "distill", "input_size", "paper", "teacher_model", "teacher_weights"}
-    _no_unknown(raw, known, where)
+    _no_unknown(raw, _KEYS, where)
     for key in ("model", "data", "budgets", "methods"):
         if key not in raw:
             raise BlockSwapError(f"{where}: missing key {key!r}")

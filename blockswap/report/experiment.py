@@ -19,10 +19,10 @@ from typing import Any
 from ..errors import BlockSwapError
 from ..experiments.grid import budget_label
 from ..experiments.paper import paper_results
-from ..experiments.spec import parse_experiment
+from ..experiments.spec import ExperimentSpec
 from ..experiments.store import open_experiment
 from ..files import atomic_write_json
-from ..space.budget import format_count, parse_budget
+from ..space.budget import format_count
 from ..space.costs import network_cost
 from .document import Section, Table, write_html, write_markdown
 from .figures import block_frequencies, error_densities, error_vs_cost, genotype_picture, sensitivity_bars
@@ -65,11 +65,11 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
         raw_spec, rows = store.spec(), store.rows()
     if raw_spec is None:
         raise BlockSwapError(f"{str(results)!r} holds no experiment")
-    spec = _spec(raw_spec)
+    spec = ExperimentSpec.from_dict(raw_spec)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     done = [r for r in rows if r["status"] == "done" and r["phase"] == "student"]
-    budgets = [parse_budget(b) for b in raw_spec["budgets"]]
+    budgets = list(spec.budgets)
     paper = paper_results(spec.paper) if spec.paper else None
     sections = [_comparison(done, budgets, spec, paper, out)]
     if any(r["method"] == "random" for r in done):
@@ -107,17 +107,6 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     atomic_write_json(out / "summary.json", summary)
     return {"out": str(out), "report": str(out / "report.md"), "html": str(out / "report.html"),
             "sections": [s.title for s in sections], "runs": dict(counts)}
-
-
-def _spec(raw: dict[str, Any]):
-    fields = {k: raw[k] for k in ("name", "description", "model", "data", "budgets", "seeds", "distill",
-                                  "input_size", "paper", "teacher_model", "teacher_weights") if raw.get(k) is not None}
-    fields["teacher"] = {k: v for k, v in raw["teacher"].items()}
-    fields["student"] = {k: v for k, v in raw["student"].items()}
-    fields["methods"] = {m: {k: v for k, v in o.items()} for m, o in raw["methods"].items()}
-    fields["search"] = raw["search"]
-    spec = parse_experiment(fields, raw.get("source") or "experiment")
-    return spec
 
 
 # ---- Table 2 / Figure 3 / Appendix C ----------------------------------------------------------

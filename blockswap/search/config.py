@@ -9,12 +9,11 @@ may be resumed with other run options.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..data.spec import DataSpec, parse_data
-from ..devices import check_device
+from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..space.blocks import BlockType, default_candidates, parse_candidates
@@ -163,7 +162,7 @@ MEMORY_FORMATS = ("channels_last", "contiguous")
 def default_workers() -> int:
     """One single-threaded scoring process per core (measured fastest on an idle machine;
     docs/search.md), at most 4: beyond that, the memory of each worker adds up."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(4, usable_cpus()))
 
 
 @dataclass(frozen=True)

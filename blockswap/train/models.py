@@ -95,16 +95,22 @@ class ModelDesc:
             c = network_cost(self.name, self.genotype, self.input_size, self.num_classes)
             return {"params": c.params, "macs": c.macs,
                     **({"nonzero_params": self.prune_params} if self.prune else {})}
-        from torch.utils.flop_counter import FlopCounterMode
-
-        net = self.build().eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            net(torch.zeros(1, 3, self.input_size, self.input_size))
-        # One multiply-accumulate is two FLOPs in torch's counter.
-        return {"params": sum(p.numel() for p in net.parameters()), "macs": counter.get_total_flops() // 2}
+        return counted_cost(self.build(), self.input_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def counted_cost(net: nn.Module, input_size: int) -> dict[str, int]:
+    """Parameters and MACs per image of a built network, every weight counted (dense): torch's
+    FLOP counter on one image, for networks with no analytic cost (torchvision, checkpoints)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = net.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, input_size, input_size, device=next(net.parameters()).device))
+    # One multiply-accumulate is two FLOPs in torch's counter.
+    return {"params": sum(p.numel() for p in net.parameters()), "macs": counter.get_total_flops() // 2}
 
 
 def parse_model(text: str, genotype: str | None = None, num_classes: int | None = None,
