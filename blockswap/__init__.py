@@ -64,6 +64,11 @@ from .train import (  # noqa: E402
     train_model,
 )
 
+# Detection (paper Sec. 7): Mask R-CNN with a BlockSwap backbone on COCO-layout data.
+from .nn.detection import build_detector  # noqa: E402
+from .train.coco_eval import evaluate_detector  # noqa: E402
+from .train.detector import DetectorConfig, load_detector, train_detector  # noqa: E402
+
 # Deployment (paper Sec. 8): ONNX export and measured latency; onnx is imported on first use.
 from .export import benchmark, export_onnx, verify_onnx  # noqa: E402
 
@@ -80,6 +85,8 @@ __all__ = [
     # data and training
     "RECIPES", "ModelDesc", "TrainConfig", "at_loss", "attention_map", "evaluate", "kd_loss",
     "load_model", "load_split", "parse_data", "recipe", "train_model",
+    # detection
+    "DetectorConfig", "build_detector", "evaluate_detector", "load_detector", "train_detector",
     # deployment
     "benchmark", "export_onnx", "verify_onnx",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-DATA_HELP = "cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic"
+DATA_HELP = "cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic; coco:PATH with --task detection"
 DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present)"
 OVERWRITE_HELP = "delete the results already in --out and start again (default: refuse such a folder)"
 

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="at most this many images per class and split (default: all)")
     m.set_defaults(func=run_make_imagefolder)
 
+    from .detect import register_make_digits_coco
+
+    register_make_digits_coco(what)
+
 
 def run_make_imagefolder(args: argparse.Namespace) -> int:
     from PIL import Image

@@ -28,10 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--workers", type=non_negative, default=4, help="ImageNet loader processes (default 4)")
     e.add_argument("--device", default=None, help=DEVICE_HELP)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--task", choices=("classification", "detection"), default="classification",
+                   help="detection: a 'train detector' checkpoint on coco:PATH, COCO box and mask AP "
+                        "(default classification)")
     e.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.task == "detection":
+        from .detect import run_evaluate_detection
+
+        return run_evaluate_detection(args)
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     net, desc = load_model(args.checkpoint, args.weights, device)
     dev = next(net.parameters()).device

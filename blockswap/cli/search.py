@@ -9,11 +9,13 @@ from ..files import dumps
 from ..proxies import PROXIES
 from ..report.table import format_table
 from ..search import EXECUTORS, RunOptions, SearchConfig, default_workers, run_search
+from ..search.config import TASKS
 from ..space.budget import format_count
 from .common import DATA_HELP, OVERWRITE_HELP, non_negative, positive
 
 _D = SearchConfig()
 _R = RunOptions()
+DETECTION_BATCH = 16  # the paper's detection minibatch (Sec. 7: 16 over 8 GPUs)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the search in --out without re-scoring")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--batch-size", type=positive, default=_D.batch_size,
-                   help=f"Fisher minibatch size = training batch size (default {_D.batch_size})")
+    p.add_argument("--batch-size", type=positive, default=None,
+                   help=f"Fisher minibatch size = training batch size (default {_D.batch_size}; "
+                        f"detection: {DETECTION_BATCH}, torchvision's Mask R-CNN minibatch)")
+    p.add_argument("--task", default="classification", choices=TASKS,
+                   help="detection: Mask R-CNN backbones on coco:PATH, scored with the detector's loss; the "
+                        "budget counts the backbone without classifier; --input-size is the detector's "
+                        "shorter image side (default 800) (default classification)")
     p.add_argument("--signals", default="fisher",
                    help="comma-separated signals to record, the first ranks (default fisher); "
                         f"one of {', '.join(PROXIES)}, training ones as name@k")
@@ -79,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = SearchConfig(
         model=args.model, budget=args.budget, tolerance=args.tolerance, candidates=args.candidates,
-        samples=args.samples, data=args.data, batch_size=args.batch_size, seed=args.seed,
+        samples=args.samples, data=args.data, seed=args.seed, task=args.task,
+        batch_size=args.batch_size or (DETECTION_BATCH if args.task == "detection" else _D.batch_size),
         signals=tuple(s for s in args.signals.split(",") if s.strip()), augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
         halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table)

@@ -1,4 +1,4 @@
-"""``blockswap train teacher|student``.
+"""``blockswap train teacher|student`` (and ``train detector``: `cli.detect`).
 
 Every field of `TrainConfig` is a flag (``--batch-size``, ``--weight-decay``, ``--no-flip``,
 ...); flags left out take the value of the chosen ``--recipe``. Data-parallel training is the
@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="l1: the teacher run folder whose weights are pruned (default: --teacher)")
     _common(s)
     s.set_defaults(func=run_train)
+
+    from .detect import register_train as register_detector
+
+    register_detector(roles)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,10 @@ def load_split(data: "str | DataSpec", split: str = "train", input_size: int | N
     spec = parse_data(data)
     if split not in ("train", "val"):
         raise BlockSwapError(f"unknown split {split!r}; valid splits: train, val")
+    if spec.name == "coco":
+        raise BlockSwapError(f"{spec} is detection data (COCO layout); classification needs cifar10:PATH, "
+                             "cifar100:PATH, imagenet:PATH, digits or synthetic. Detectors: 'blockswap train "
+                             "detector', 'blockswap search --task detection'")
     if spec.name == "imagenet":
         return ImageFolderSplit(spec.path, split, input_size or 224, device, workers)
     if spec.name in ("cifar10", "cifar100"):

@@ -4,6 +4,8 @@
 ``cifar10:PATH``    the ``cifar-10-batches-py`` folder (or its parent) of the python-pickle release
 ``cifar100:PATH``   the ``cifar-100-python`` folder (or its parent)
 ``imagenet:PATH``   a folder with ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``
+``coco:PATH``       ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/`` images
+                    (detection only: ``search --task detection``, ``train detector``)
 ``digits``          scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes),
                     upscaled to the model's input size and repeated over 3 channels
 ``synthetic``       random class-dependent images, for tests and smoke runs
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import BlockSwapError, choices
 
-DATASETS = ("cifar10:PATH", "cifar100:PATH", "imagenet:PATH", "digits", "synthetic")
+DATASETS = ("cifar10:PATH", "cifar100:PATH", "imagenet:PATH", "coco:PATH", "digits", "synthetic")
 
 # Channel statistics used for normalisation (CIFAR: the authors' code; ImageNet: torchvision's).
 _STATS = {
@@ -53,7 +55,7 @@ def parse_data(text: "str | DataSpec") -> DataSpec:
         if sep:
             raise BlockSwapError(f"dataset {name!r} is built in and takes no path; write just '{name}'")
         return DataSpec(name)
-    if name in ("cifar10", "cifar100", "imagenet"):
+    if name in ("cifar10", "cifar100", "imagenet", "coco"):
         if not path:
             raise BlockSwapError(f"dataset {name!r} needs a folder: write '{name}:PATH'")
         return DataSpec(name, path)

@@ -52,6 +52,9 @@ class SearchConfig:
     latency: LatencyTable | None = field(default=None, init=False, repr=False)
     min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
     max_draws: int = 20_000_000  # give up after this many proposals (never loop forever)
+    # "detection": candidates are Mask R-CNN backbones (paper Sec. 7) scored on COCO-layout data;
+    # the budget counts the backbone (no classifier) and `input_size` is the detector's min_size.
+    task: str = "classification"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -87,6 +90,7 @@ class SearchConfig:
         if self.input_size is not None and (not isinstance(self.input_size, int) or self.input_size < 8):
             raise BlockSwapError(f"input size must be an integer >= 8 pixels, got {self.input_size!r}")
         ProxyOptions(micro_batch=self.micro_batch)
+        self._check_task()
         if self.latency_table is not None:
             set_("latency_table", str(self.latency_table))
             recorded, table = self.latency_table_sha256, None
@@ -103,6 +107,26 @@ class SearchConfig:
         elif self.budget.metric == "latency":
             raise BlockSwapError("a latency budget needs a latency table: add --latency-table FILE "
                                  "(made by `blockswap latency-table --model ...`)")
+
+    def _check_task(self) -> None:
+        if self.task not in TASKS:
+            raise BlockSwapError(f"unknown task {self.task!r}; valid tasks: {choices(TASKS)}")
+        if self.task == "detection":
+            if self.data.name != "coco":
+                raise BlockSwapError(f"a detection search reads COCO-layout data (coco:PATH), not {self.data}")
+            if self.signal_names != ("fisher",):
+                raise BlockSwapError(f"a detection search ranks by fisher alone, not {', '.join(self.signal_names)}")
+            if self.micro_batch is not None or self.latency_table is not None:
+                raise BlockSwapError("a detection search takes no micro_batch and no latency table")
+        elif self.data.name == "coco":
+            raise BlockSwapError(f"{self.data} is detection data; add --task detection")
+
+    @property
+    def spec_input_size(self) -> int:
+        """Input side for costs: `input_size`, else the network's (224) or the detector's (800)."""
+        if self.input_size is not None:
+            return self.input_size
+        return DETECTION_MIN_SIZE if self.task == "detection" else network_spec(self.model).input_size
 
     @property
     def rank_signal(self) -> Signal:
@@ -155,6 +179,8 @@ class SearchConfig:
         return cls(**values)
 
 
+TASKS = ("classification", "detection")
+DETECTION_MIN_SIZE = 800  # torchvision's Mask R-CNN resizes the shorter side to 800 pixels
 EXECUTORS = ("local", "process", "ray")
 MEMORY_FORMATS = ("channels_last", "contiguous")
 

@@ -165,8 +165,10 @@ def _sample(config: SearchConfig, timings: dict[str, float], say: Callable[[str]
     if config.latency_table is not None and config.latency is None:
         raise BlockSwapError(f"latency table {config.latency_table!r} is missing or is not the recorded one "
                              f"(sha256 {config.latency_table_sha256[:12]}...)")
-    table = CostTable(network_spec(config.model, num_classes), config.candidates, config.input_size,
-                      latency=config.latency)
+    spec = network_spec(config.model, num_classes)
+    if config.task == "detection":  # the detector keeps the stages and drops pool and classifier
+        spec = spec.backbone()
+    table = CostTable(spec, config.candidates, config.spec_input_size, latency=config.latency)
     rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
     report = sample_genotypes(table, config.budget, config.samples, rng,
                               min_acceptance=config.min_acceptance, max_draws=config.max_draws)

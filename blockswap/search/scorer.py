@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from ..data.load import load_split
+from ..nn.detection import build_detector
 from ..nn.network import build_model
+from ..proxies.detection import detector_fisher
 from ..proxies.fisher import MEMORY_FORMATS, FisherPotential
 from ..proxies.registry import NonFiniteSignal
 from ..seeding import derive_seed, torch_seed
@@ -38,8 +40,17 @@ def scoring_data(config: SearchConfig) -> ScoringData:
     """Draw the shared minibatch(es) once from the training split with a seeded generator.
 
     Un-augmented by default (`SearchConfig.augment`): the Fisher potential then depends only on
-    the network and the images drawn.
+    the network and the images drawn. Detection: one minibatch of (images, targets) lists.
     """
+    if config.task == "detection":
+        from ..data.coco import CocoSplit
+
+        split = CocoSplit(config.data.path, "train", "cpu", workers=0)
+        split.check_batch_size(config.batch_size, f"training split of {config.data}")
+        gen = torch.Generator().manual_seed(derive_seed(config.seed, "minibatch"))
+        images, targets = split.sample(config.batch_size, gen)
+        batch = ([x.numpy() for x in images], [{k: v.numpy() for k, v in t.items()} for t in targets])
+        return ScoringData((batch,), split.num_classes)
     spec = network_spec(config.model)
     split = load_split(config.data, "train", config.input_size or spec.input_size, "cpu")
     split.check_batch_size(config.batch_size, f"training split of {config.data}")  # as `train` does
@@ -71,11 +82,19 @@ class Scorer:
         self.device = torch.device(run.device)
         self.num_classes = data.num_classes
         self.memory_format = MEMORY_FORMATS[run.memory_format]
+        self.signals = list(config.signals)
+        if config.task == "detection":  # lists of variable-size images and targets; contiguous
+            self.memory_format = torch.contiguous_format
+            self.batches = [([torch.as_tensor(x).to(self.device) for x in xs],
+                             [{k: torch.as_tensor(v).to(self.device) for k, v in t.items()} for t in ts])
+                            for xs, ts in data.batches]
+            m = config.slice_size
+            self.slice = [(self.batches[0][0][:m], self.batches[0][1][:m])]
+            return
         self.batches = [(torch.as_tensor(x).to(self.device).contiguous(memory_format=self.memory_format),
                          torch.as_tensor(y).to(self.device)) for x, y in data.batches]
         m = config.slice_size
         self.slice = [(self.batches[0][0][:m], self.batches[0][1][:m])]
-        self.signals = list(config.signals)
         self.options = run.proxy_options(config)
 
     def build(self, genotype_text: str) -> torch.nn.Module:
@@ -84,6 +103,9 @@ class Scorer:
         Built on the CPU, then moved, so the initial weights do not depend on the device.
         """
         with torch_seed(candidate_seed(self.config, genotype_text)):
+            if self.config.task == "detection":
+                return build_detector(self.config.model, genotype_text, self.num_classes,
+                                      min_size=self.config.spec_input_size).to(self.device)
             model = build_model(self.config.model, genotype_text, self.num_classes)
         return model.to(self.device, memory_format=self.memory_format)
 
@@ -94,6 +116,12 @@ class Scorer:
         batches = self.slice if stage == "slice" else self.batches
         values: dict[str, float | None] = {}
         per_block: list[float] = []
+        if self.config.task == "detection":
+            (images, targets), = batches
+            seed = derive_seed(candidate_seed(self.config, genotype_text), "samplers")
+            result = detector_fisher(self.build(genotype_text), images, targets, seed)
+            return {"index": index, "stage": stage, "score": result.total, "signals": {"fisher": result.total},
+                    "per_block": list(result.per_block), "seconds": time.perf_counter() - start}
         for signal in signals:
             # Every signal gets its own fresh copy of the same initial network.
             try:

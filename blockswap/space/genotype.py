@@ -147,12 +147,15 @@ def reference_genotype(name: str) -> Genotype:
 
 
 def load_genotype(source: str | Path, network: str | None = None) -> Genotype:
-    """A genotype from a JSON file, a reference CSV, ``reference:NAME``, or inline text.
+    """A genotype from a JSON file, a reference CSV, ``reference:NAME``, ``uniform:TYPE`` (every
+    block TYPE, e.g. ``uniform:G(N)``), or inline text.
 
     `network` is required for CSV and text (they do not name it) and, when given with a JSON
     file or a reference name, must match its network.
     """
     text = str(source).strip()
+    if text.startswith("uniform:"):  # every block one type: a single-blocktype network (Moonshine)
+        return Genotype.uniform(_need(network, text), text.partition(":")[2])
     if text.startswith("reference:"):
         geno = reference_genotype(text.partition(":")[2])
         if network is not None and network_spec(network).name != geno.network:

@@ -52,6 +52,9 @@ class NetworkSpec:
     # The unswapped network's block types, when not all S: a torchvision ResNet-50's are B(4)
     # (`nn.discover`); also what Sec. 3.1's "standard block" means for sensitivity studies.
     standard: tuple[str, ...] | None = None
+    # False for a detection backbone (paper Sec. 7): the detector reads the stage outputs, so the
+    # global pool and classifier are not part of the network and not counted in its budget.
+    classifier: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 1:
@@ -75,6 +78,8 @@ class NetworkSpec:
     def head_layers(self) -> Plan:
         width = self.widths[-1]
         pre = (("bn", Norm(width)), ("relu", Act())) if self.final_bn else ()
+        if not self.classifier:
+            return pre
         return (*pre, ("pool", Pool()), ("fc", Linear(width, self.num_classes)))
 
     def stem_complexity(self, input_size: int | None = None) -> Complexity:
@@ -82,7 +87,7 @@ class NetworkSpec:
         return Complexity(size, size).walk(self.stem_layers())
 
     def head_complexity(self) -> Complexity:
-        """Final BN (WRN only) + global average pool + linear classifier."""
+        """Final BN (WRN only) + global average pool + linear classifier (none for a backbone)."""
         return Complexity(1, 1).walk(self.head_layers())
 
     def slots(self, input_size: int | None = None) -> list[BlockSlot]:
@@ -105,6 +110,10 @@ class NetworkSpec:
             total += depth
             ends.append(total - 1)
         return ends
+
+    def backbone(self) -> "NetworkSpec":
+        """This network without its pool and classifier: what a detector uses (paper Sec. 7)."""
+        return replace(self, classifier=False)
 
     def with_classes(self, num_classes: int | None) -> "NetworkSpec":
         return self if num_classes is None else replace(self, num_classes=num_classes)
