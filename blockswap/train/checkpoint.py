@@ -25,21 +25,27 @@ CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_FOLDER = RunFolder("training run", CHECKPOINT_NAME, (CHECKPOINT_NAME, "metrics.jsonl", "record.json"))
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a BlockSwap checkpoint (a file, or a run folder holding ``checkpoint.pt``)."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
+                    kind: FileFormat = CHECKPOINT, writer: str = "blockswap train",
+                    hint: str = "; for torchvision weights use torchvision:NAME with a weights file") -> dict[str, Any]:
+    """Read a BlockSwap checkpoint (a file, or a run folder holding ``checkpoint.pt``).
+
+    `kind` is the expected format (a detector's is another), `writer` the command that writes
+    it and `hint` what a file of another format may be, both for the error messages.
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise BlockSwapError(f"checkpoint {str(path)!r} does not exist; expected a file written by "
-                             f"'blockswap train' (or its run folder)")
+                             f"'{writer}' (or its run folder)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         first = (str(exc).splitlines() or [""])[0][:120]
         raise BlockSwapError(f"cannot read checkpoint {str(path)!r}: expected a torch file written by "
-                             f"'blockswap train' ({type(exc).__name__}: {first})") from None
-    CHECKPOINT.check(state, repr(str(path)), "; for torchvision weights use torchvision:NAME with a weights file")
+                             f"'{writer}' ({type(exc).__name__}: {first})") from None
+    kind.check(state, repr(str(path)), hint)
     return state
 
 

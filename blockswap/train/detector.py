@@ -36,12 +36,13 @@ from ..seeding import derive_seed, torch_seed
 from ..space.costs import network_cost
 from ..space.genotype import Genotype, as_genotype
 from ..space.networks import network_spec
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .coco_eval import evaluate_detector
 from .distributed import setup_distributed
 
 DETECTOR_CHECKPOINT = FileFormat("blockswap.detector-checkpoint", 1, "BlockSwap detector checkpoint")
 DETECTOR_RECORD = FileFormat("blockswap.detector-run", 1, "BlockSwap detector run record")
-DETECTOR_FOLDER = RunFolder("detector training run", "checkpoint.pt", ("checkpoint.pt", "metrics.jsonl", "record.json"))
+DETECTOR_FOLDER = RunFolder("detector training run", CHECKPOINT_NAME, (CHECKPOINT_NAME, "metrics.jsonl", "record.json"))
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _train(cfg: DetectorConfig, data: DataSpec, out: Path, network, genotype, di
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     identity = {"role": "detector", "model": desc, "data": str(data), "config": cfg.to_dict()}
 
-    ckpt, history, start = out / "checkpoint.pt", [], 0
+    ckpt, history, start = out / CHECKPOINT_NAME, [], 0
     if ckpt.exists():
         state = _load(ckpt, dev)
         _check_same(state, identity, ckpt, cfg)
@@ -225,24 +226,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _load(path: Path, device) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file raises many types
-        raise BlockSwapError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: "
-                             f"{(str(exc).splitlines() or [''])[0][:120]}") from None
-    DETECTOR_CHECKPOINT.check(state, repr(str(path)), "; it is not a detector checkpoint ('blockswap train detector')")
-    return state
+def _load(path: "str | Path", device) -> dict[str, Any]:
+    return load_checkpoint(path, device, kind=DETECTOR_CHECKPOINT, writer="blockswap train detector",
+                           hint="; it is not a detector checkpoint ('blockswap train detector')")
 
 
 def load_detector(path: "str | Path", device="cpu") -> tuple[nn.Module, dict[str, Any]]:
     """A trained detector in eval mode and its checkpoint (a file or run folder)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise BlockSwapError(f"checkpoint {str(path)!r} does not exist; expected a folder written by "
-                             "'blockswap train detector'")
     state = _load(path, device)
     with torch_seed(0):
         model = build_from_desc(state["model"])
