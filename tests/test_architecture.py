@@ -13,10 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "blockswap"
 # Layers, lowest first: a module may import its own package and the layers below it only.
 LAYERS = [
     {"errors"},
-    {"files", "seeding", "progress", "outdir", "devices"},
+    {"files", "seeding", "progress", "outdir", "devices", "registry"},
     {"space", "data"},
     {"nn"},
     {"proxies"},
+    {"tasks"},
     {"search", "train"},
     {"experiments"},
     {"report", "export"},
