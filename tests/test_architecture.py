@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "blockswap"
 
 # Layers, lowest first: a module may import its own package and the layers below it only.
 LAYERS = [
-    {"errors"},
+    {"errors", "_version"},
     {"files", "seeding", "progress", "outdir", "devices", "registry"},
     {"space", "data"},
     {"nn"},
@@ -26,18 +26,22 @@ LAYERS = [
 ]
 
 
-def modules() -> dict[str, Path]:
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Every module of `package` under the name its importers use: a package by its own name
+    (the root package is `blockswap`, not `blockswap.__init__`, because that is what
+    `from . import x` in a submodule resolves to)."""
     out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
-        if parts[-1] == "__init__" and len(parts) > 1:
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        if parts[-1] == "__init__":
             parts = parts[:-1]
-        out[".".join(["blockswap", *parts])] = path
+        out[".".join([package.name, *parts])] = path
     return out
 
 
 def imports(name: str, path: Path) -> set[str]:
-    """Every blockswap module `name` imports (top level or inside functions)."""
+    """Every module of `name`'s top package that `name` imports (top level or inside functions)."""
+    root = name.split(".")[0]
     is_package = path.name == "__init__.py"
     base = name.split(".") if is_package else name.split(".")[:-1]
     found = set()
@@ -53,19 +57,37 @@ def imports(name: str, path: Path) -> set[str]:
             candidates = [a.name for a in node.names]
         else:
             continue
-        found.update(c for c in candidates if c.startswith("blockswap"))
+        found.update(c for c in candidates if c == root or c.startswith(root + "."))
     return found
 
 
-def graph() -> dict[str, set[str]]:
-    mods = modules()
+def graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    mods = modules(package)
     return {name: {t for t in imports(name, path) if t in mods and t != name} for name, path in mods.items()}
 
 
-def layer(module: str) -> int:
+def top(module: str) -> str:
+    """The layer name of a module: its first subpackage, `__init__` for the root package itself."""
     parts = module.split(".")
-    top = parts[1] if len(parts) > 1 else "__init__"
-    return next(i for i, group in enumerate(LAYERS) if top in group)
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def layer(module: str) -> int:
+    found = [i for i, group in enumerate(LAYERS) if top(module) in group]
+    assert found, f"{top(module)!r} is in no layer of LAYERS"
+    return found[0]
+
+
+def violations(package: Path = PACKAGE) -> list[str]:
+    """Imports of a layer above, or of another package of the same layer."""
+    bad = []
+    for module, targets in graph(package).items():
+        for t in targets:
+            if top(t) == top(module):
+                continue  # a package may import its own modules
+            if layer(t) >= layer(module):
+                bad.append(f"{module} imports {t}")
+    return sorted(bad)
 
 
 def test_no_import_cycles():
@@ -90,18 +112,53 @@ def test_no_import_cycles():
 
 
 def test_data_flows_one_way():
-    bad = []
-    for module, targets in graph().items():
-        if module == "blockswap":
-            continue
-        top = module.split(".")[1]
-        for t in targets:
-            other = t.split(".")[1] if t != "blockswap" else "__init__"
-            if other == top:
-                continue
-            if layer(t) > layer(module) or (layer(t) == layer(module)):
-                bad.append(f"{module} imports {t}")
+    bad = violations()
     assert not bad, "\n".join(bad)
+
+
+def test_every_package_has_a_layer():
+    tops = {top(name) for name in modules()}
+    missing = tops - set().union(*LAYERS)
+    assert not missing, f"add {sorted(missing)} to LAYERS"
+    assert {"tasks", "registry"} <= set().union(*LAYERS)
+
+
+def test_the_root_package_is_walked_under_the_name_its_importers_use():
+    mods = modules()
+    assert "blockswap" in mods and "blockswap.__init__" not in mods
+    assert mods["blockswap"] == PACKAGE / "__init__.py"
+
+
+def _fake_package(root: Path, files: dict[str, str]) -> Path:
+    package = root / "blockswap"
+    for rel, text in {"__init__.py": "from .errors import E\n", "errors.py": "E = 1\n", **files}.items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text(text)
+    return package
+
+
+@pytest.mark.parametrize("line", ["from . import __version__", "from .. import __version__",
+                                  "import blockswap", "from blockswap import thing"])
+def test_an_import_of_the_root_package_from_below_is_reported(tmp_path, line):
+    # files.py did `from . import __version__` (layer 1 importing the top) and the walk dropped it.
+    where = "data/load.py" if line.startswith("from ..") else "files.py"
+    package = _fake_package(tmp_path, {where: f"def f():\n    {line}\n", "data/__init__.py": ""})
+    module = "blockswap." + where[:-3].replace("/", ".")
+    assert violations(package) == [f"{module} imports blockswap"]
+
+
+def test_a_clean_fake_package_has_no_violations(tmp_path):
+    package = _fake_package(tmp_path, {"files.py": "from .errors import E\n", "data/__init__.py": "",
+                                       "data/load.py": "from ..files import x\nfrom . import spec\n",
+                                       "data/spec.py": ""})
+    assert violations(package) == []
+    assert graph(package)["blockswap.data.load"] == {"blockswap.files", "blockswap.data", "blockswap.data.spec"}
+
+
+def test_a_same_layer_import_between_packages_is_reported(tmp_path):
+    package = _fake_package(tmp_path, {"space/__init__.py": "from ..data import load\n",
+                                       "data/__init__.py": "", "data/load.py": ""})
+    assert violations(package) == ["blockswap.space imports blockswap.data", "blockswap.space imports blockswap.data.load"]
 
 
 def test_space_is_pure():
