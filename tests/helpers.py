@@ -1,5 +1,7 @@
-"""Helpers shared by the tests: the CLI in a subprocess, and independent reference computations
+"""Helpers shared by the tests: the CLI in a subprocess and its one-line errors, tiny dataset folders
+written by hand (CIFAR pickles, ImageNet class folders), and independent reference computations
 (no code from blockswap.proxies; block costs counted by PyTorch, not by blockswap.space).
+Test files import shared pieces from here, never from one another (tests/test_architecture.py).
 
 `brute_fisher` follows Theis et al.'s definition literally: a mask m[n, c] = 1 multiplies every
 channel of every example at each probe, the mean cross-entropy is backpropagated with a plain
@@ -9,10 +11,12 @@ dL/dm[n,c] = sum_ij a[n,c,i,j] g[n,c,i,j], so this is the paper's Eq. (2) by ano
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +27,52 @@ def run_cli(*args: str, timeout: float = 600):
     """Run `python -m blockswap ARGS` in a subprocess; return the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "blockswap", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Assert that `proc` failed as a usage error (exit 2) with one `blockswap...` line on stderr
+    containing every needle; return that line."""
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("blockswap"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def write_pickle(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def make_cifar10(root, per_batch=3, seed=0):
+    """A tiny cifar-10-batches-py folder; returns the (images, labels) written, in file order."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()  # the release stores a python list
+        write_pickle(folder / name, {b"batch_label": name.encode(), b"labels": labels, b"data": data})
+        written[name] = (data, labels)
+    return folder, written
+
+
+def make_imagenet(root, classes=("n01", "n02", "n03"), per_class=4, seed=0):
+    """Tiny ImageNet-style train/ and val/ class folders of random images (PNG and JPEG)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)
+                ext = "png" if i % 2 else "JPEG"
+                Image.fromarray(arr).save(root / split / c / f"img{i}.{ext}")
+    return root
 
 
 def brute_fisher(model, x, y, loss_scale: float | None = None) -> list[float]:

@@ -175,3 +175,21 @@ def test_space_is_pure():
 def test_files_stay_small():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_no_test_file_imports_another_test_file():
+    # Shared pieces live in tests/helpers.py; a test file imported by another runs its module-level
+    # code twice and couples two files' fixtures.
+    tests = Path(__file__).resolve().parent
+    bad = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names if not node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                    if n.split(".")[-1].startswith("test_") or n.startswith("tests.test_")]
+    assert not bad, "\n".join(bad)

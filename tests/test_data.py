@@ -1,7 +1,5 @@
 """Datasets as a user gives them: CIFAR pickles, ImageNet class folders, digits; augmentation; sharding."""
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -10,27 +8,9 @@ import torchvision.transforms.functional as TF
 from blockswap import BlockSwapError
 from blockswap.data import (Augment, apply_augment, draw_augment, epoch_order, load_split,
                             parse_data, shard_batches)
+from helpers import make_cifar10, make_imagenet, write_pickle
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-
-
-def _write_pickle(path, obj):
-    with open(path, "wb") as f:
-        pickle.dump(obj, f)
-
-
-def make_cifar10(root, per_batch=3, seed=0):
-    """A tiny cifar-10-batches-py folder; returns the (images, labels) written, in file order."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()  # the release stores a python list
-        _write_pickle(folder / name, {b"batch_label": name.encode(), b"labels": labels, b"data": data})
-        written[name] = (data, labels)
-    return folder, written
 
 
 def test_cifar10_reader_keeps_pixels_and_labels_in_file_order(tmp_path):
@@ -58,7 +38,7 @@ def test_cifar100_reader_uses_fine_labels(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(1)
     for name in ("train", "test"):
-        _write_pickle(folder / name, {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+        write_pickle(folder / name, {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
                                       b"fine_labels": [99, 0, 42, 7], b"coarse_labels": [1, 2, 3, 4]})
     split = load_split(f"cifar100:{tmp_path}", "train")
     assert split.num_classes == 100 and split.labels.tolist() == [99, 0, 42, 7]
@@ -72,10 +52,10 @@ def test_cifar_errors_name_the_file_and_what_was_expected(tmp_path):
     (folder / "data_batch_3").write_bytes(b"this is not a pickle")
     with pytest.raises(BlockSwapError, match=r"cannot read .*data_batch_3.* as a CIFAR pickle; expected"):
         load_split(f"cifar10:{tmp_path}", "train")
-    _write_pickle(folder / "data_batch_3", {b"data": np.zeros((3, 1024), np.uint8), b"labels": [0, 1, 2]})
+    write_pickle(folder / "data_batch_3", {b"data": np.zeros((3, 1024), np.uint8), b"labels": [0, 1, 2]})
     with pytest.raises(BlockSwapError, match=r"data_batch_3.* shape \(3, 1024\)"):
         load_split(f"cifar10:{tmp_path}", "train")
-    _write_pickle(folder / "data_batch_3", {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 12]})
+    write_pickle(folder / "data_batch_3", {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 12]})
     with pytest.raises(BlockSwapError, match=r"labels outside 0..9"):
         load_split(f"cifar10:{tmp_path}", "train")
     with pytest.raises(BlockSwapError, match="missing file"):
@@ -230,20 +210,6 @@ def test_sample_is_reproducible_from_the_generator():
 # --------------------------------------------------------------------------------------------
 # ImageNet-style class folders
 # --------------------------------------------------------------------------------------------
-
-
-def make_imagenet(root, classes=("n01", "n02", "n03"), per_class=4, seed=0):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for split in ("train", "val"):
-        for c in classes:
-            (root / split / c).mkdir(parents=True)
-            for i in range(per_class):
-                arr = rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)
-                ext = "png" if i % 2 else "JPEG"
-                Image.fromarray(arr).save(root / split / c / f"img{i}.{ext}")
-    return root
 
 
 def test_imagenet_eval_batches_match_torchvision_imagefolder(tmp_path):

@@ -16,8 +16,7 @@ from blockswap import build_model, export_onnx, verify_onnx  # noqa: E402
 from blockswap.export import fold_batch_norms, ort_session  # noqa: E402
 from blockswap.space.blocks import default_candidates, parse_block  # noqa: E402
 from blockswap.train import ModelDesc, recipe, train_model  # noqa: E402
-from helpers import run_cli  # noqa: E402
-from test_faults import one_line_error  # noqa: E402
+from helpers import one_line_error, run_cli  # noqa: E402
 
 TYPES = [parse_block("S"), *default_candidates()]  # the paper's 23 candidates and the standard block
 NETWORK = "wrn-16-2"  # 6 blocks; every type is valid at every position

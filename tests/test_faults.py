@@ -24,7 +24,7 @@ from blockswap import BlockSwapError, RunOptions, SearchConfig, run_search
 from blockswap.outdir import LOCK_NAME
 from blockswap.report import load_records, run_groups, search_table
 from blockswap.train import ModelDesc, load_checkpoint, recipe, train_model
-from helpers import ROOT, run_cli
+from helpers import ROOT, one_line_error, run_cli
 
 TINY = dict(batch_size=64, cutout=8, eval_batch_size=128)
 MODEL = ModelDesc("blockswap", "wrn-10-1", input_size=16)
@@ -36,16 +36,6 @@ def snapshot(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder`: 'unchanged' means equal snapshots."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
-
-
-def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("blockswap"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ from blockswap.search import Scorer
 from blockswap.search.scorer import scoring_data
 from blockswap.space import Genotype, parse_candidates
 
-from helpers import ROOT, run_cli
-from test_data import make_cifar10
+from helpers import ROOT, make_cifar10, run_cli
 
 # The tiny search of test_search.py: 2 candidates of wrn-10-1 on 16-pixel synthetic images.
 CFG = {"model": "wrn-10-1", "budget": "40k", "tolerance": 0.2, "candidates": "S,G(4),B(2),BG(2,M/4),G(N),BG(4,M/8)",

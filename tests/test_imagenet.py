@@ -15,7 +15,7 @@ from blockswap.cli import main
 from blockswap.data import load_split
 from blockswap.space.costs import network_cost
 from blockswap.train import load_model, parse_model, recipe, train_model
-from test_data import make_imagenet
+from helpers import make_imagenet
 
 
 @pytest.mark.slow  # several ResNet-34 trainings: about a minute

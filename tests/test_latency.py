@@ -17,8 +17,7 @@ from blockswap.space.budget import parse_budget
 from blockswap.space.costs import CostTable
 from blockswap.space.latency import LatencyTable, load_latency_table, shape_key
 from blockswap.space.networks import network_spec
-from helpers import run_cli
-from test_faults import one_line_error
+from helpers import one_line_error, run_cli
 
 NET, SIZE = "wrn-16-1", 32
 CANDS = "S,G(4),B(2)"

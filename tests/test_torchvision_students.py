@@ -64,7 +64,7 @@ def test_teacher_classes_come_from_its_weights(tmp_path):
 
 @pytest.mark.slow
 def test_resnet50_student_searches_and_trains_on_imagenet_folders(tmp_path):
-    from test_data import make_imagenet
+    from helpers import make_imagenet
 
     from blockswap.cli import main
 

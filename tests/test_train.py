@@ -172,7 +172,7 @@ def test_evaluate_counts_top1_and_top5_errors():
 
 
 def test_bad_inputs_get_one_line_errors(tmp_path, teacher_dir):
-    from test_data import make_cifar10
+    from helpers import make_cifar10
 
     (tmp_path / "junk.pt").write_bytes(b"\x00not torch")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "plain.pt")
@@ -261,7 +261,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_imagenet_folders_train_with_the_imagenet_recipe(tmp_path):
-    from test_data import make_imagenet
+    from helpers import make_imagenet
 
     make_imagenet(tmp_path / "inet")
     from blockswap.cli import main
