@@ -16,7 +16,7 @@ costs) -> `nn` (modules) -> `proxies` (ranking signals) -> `search` -> `train` -
 with `data` feeding search and training and `cli` on top.
 """
 
-from ._version import __version__
+from ._version import __version__  # noqa: F401  (re-exported as blockswap.__version__)
 
 # The search space and its modules (paper Sec. 3.1): space/, nn/.
 from .errors import BlockSwapError  # noqa: E402
