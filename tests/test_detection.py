@@ -273,3 +273,26 @@ def test_detector_trains_data_parallel_under_torchrun(coco, tmp_path):
     alone = evaluate_detector(model, CocoSplit(str(coco), "val", workers=0, training=False), 4)
     assert alone["detections"] == record["detections"]
     assert alone["bbox_AP"] == pytest.approx(record["bbox_AP"])
+
+
+@pytest.mark.parametrize("network", ["resnet18", "wrn-16-1"])
+def test_fpn_reads_the_stage_outputs_as_the_explicit_stage_loop_does(network):
+    """The FPN is built from the body's feature_info and fed by its forward_intermediates: the
+    output equals an FPN fed by walking stem and stages by hand, key for key, bit for bit."""
+    from collections import OrderedDict
+
+    with torch_seed(0):
+        fpn = build_detector(network, None, 3, min_size=64).backbone.eval()
+    body = fpn.body
+    assert [blk[0].in_channels for blk in fpn.fpn.inner_blocks] == list(network_spec(network).widths)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h, points = body.stem(x), OrderedDict()
+        for i, stage in enumerate(body.stages):
+            h = stage(h)
+            points[str(i)] = h
+        expect = fpn.fpn(points)
+        got = fpn(x)
+    assert list(got) == list(expect) == [*map(str, range(len(body.stages))), "pool"]
+    for key in expect:
+        assert torch.equal(got[key], expect[key]), key

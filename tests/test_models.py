@@ -154,3 +154,25 @@ def test_teacher_weights_errors(tmp_path):
         bs.build_teacher("resnet18", weights=other, num_classes=1000)
     with pytest.raises(bs.BlockSwapError, match="valid teachers"):
         bs.build_teacher("vgg16")  # not a ResNet: every ResNet-style torchvision network is one
+
+
+@pytest.mark.parametrize("name, size", [("wrn-16-2", 32), ("resnet18", 64)])
+def test_feature_info_describes_the_stage_outputs_as_timm(name, size):
+    model = bs.build_model(name).eval()
+    info = model.feature_info
+    assert [set(f) for f in info] == [{"num_chs", "reduction", "module"}] * len(model.stage_names)
+    seen = {}
+    hooks = [model.get_submodule(f["module"]).register_forward_hook(
+        lambda m, i, o, key=f["module"]: seen.__setitem__(key, o)) for f in info]
+    with torch.no_grad():
+        points = model.forward_intermediates(torch.randn(1, 3, size, size), intermediates_only=True)
+    for h in hooks:
+        h.remove()
+    assert list(points) == list(model.stage_names)
+    for f, out in zip(info, points.values()):
+        # channels and stride read off the tensor the named module produced
+        assert seen[f["module"]] is out
+        assert out.shape[1] == f["num_chs"]
+        assert (size // out.shape[2], size // out.shape[3]) == (f["reduction"],) * 2
+    # the paper's networks: CIFAR stem keeps the resolution, ImageNet stem divides it by 4
+    assert [f["reduction"] for f in info] == ([1, 2, 4] if name.startswith("wrn") else [4, 8, 16, 32])

@@ -36,7 +36,8 @@ class BlockSwapFPN(nn.Module):
     def __init__(self, body: BlockSwapNet, out_channels: int = FPN_CHANNELS):
         super().__init__()
         self.body = body
-        self.fpn = FeaturePyramidNetwork(list(body.spec.widths), out_channels, extra_blocks=LastLevelMaxPool())
+        channels = [info["num_chs"] for info in body.feature_info]
+        self.fpn = FeaturePyramidNetwork(channels, out_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = out_channels
 
     @property
@@ -44,13 +45,9 @@ class BlockSwapFPN(nn.Module):
         return self.body.blocks
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        x = self.body.stem(x)
-        points: OrderedDict[str, torch.Tensor] = OrderedDict()
+        points = self.body.forward_intermediates(x, intermediates_only=True)
         # Keys "0".."3" as torchvision's backbones: MaskRCNN's RoI poolers read those names.
-        for i, stage in enumerate(self.body.stages):
-            x = stage(x)
-            points[str(i)] = x
-        return self.fpn(points)
+        return self.fpn(OrderedDict((str(i), out) for i, out in enumerate(points.values())))
 
 
 def max_size_for(min_size: int) -> int:

@@ -5,7 +5,10 @@ Interface (as torchvision's and timm's models, so detection and export can use i
 * ``forward(x)`` returns logits, always (one return type: ONNX- and TorchScript-friendly);
 * ``forward_features(x)`` returns the last stage's output; ``forward_intermediates(x)``
   returns ``(logits, {stage name: output})``: the stage outputs are the attention points of
-  attention transfer (paper Sec. 3.2) and what an FPN reads;
+  attention transfer (paper Sec. 3.2) and what an FPN reads (``intermediates_only=True``: the
+  dict alone, without running the head, as timm);
+* ``feature_info`` describes those outputs as timm does: per stage a dict of ``num_chs``,
+  ``reduction`` (its stride relative to the input) and ``module`` (its name in the network);
 * ``model.blocks`` lists the swappable blocks in genotype order, each with its ``probe``;
 * ``model.complexity(input_size)`` is the analytic cost (equal to `space.network_cost`);
 * ``norm_layer`` (default ``nn.BatchNorm2d``) lets a detector freeze batch norm
@@ -62,15 +65,30 @@ class BlockSwapNet(nn.Module):
     def genotype(self) -> Genotype:
         return Genotype(self.spec.name, tuple(b.block_type for b in self.blocks))
 
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """Per stage, in order, as timm's ``feature_info``: output channels, nominal stride of its
+        output relative to the input (stem strides times stage strides; an input size divisible
+        by it gives maps exactly that much smaller) and the module whose output it is."""
+        reduction = math.prod(getattr(layer, "stride", 1) for _, layer in self.spec.stem_layers())
+        info = []
+        for name, width, stride in zip(self.spec.stage_names, self.spec.widths, self.spec.strides):
+            reduction *= stride
+            info.append({"num_chs": width, "reduction": reduction, "module": f"stages.{name}"})
+        return info
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
 
-    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_intermediates(self, x: torch.Tensor, intermediates_only: bool = False
+                              ) -> "tuple[torch.Tensor, dict[str, torch.Tensor]] | dict[str, torch.Tensor]":
         points: dict[str, torch.Tensor] = {}
         x = self.stem(x)
         for name, stage in self.stages.named_children():
             x = stage(x)
             points[name] = x
+        if intermediates_only:
+            return points  # what a detector reads: the head (a WRN's final BN-ReLU) is not run
         return self.head(x), points
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
