@@ -103,14 +103,6 @@ class NetworkSpec:
                 c_in = width
         return slots
 
-    def stage_ends(self) -> list[int]:
-        """Index of the last block of each stage: its output is an attention point."""
-        ends, total = [], 0
-        for depth in self.depths:
-            total += depth
-            ends.append(total - 1)
-        return ends
-
     def backbone(self) -> "NetworkSpec":
         """This network without its pool and classifier: what a detector uses (paper Sec. 7)."""
         return replace(self, classifier=False)
