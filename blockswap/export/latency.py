@@ -7,8 +7,7 @@ calls (`timing.median_seconds`, wall time in seconds). Two backends:
 * ``torch``: eager PyTorch under `torch.inference_mode`;
 * ``onnxruntime``: each module exported as `blockswap export` ships a network (batch norms
   folded, `onnx.export_module`, fixed batch size) and timed in an onnxruntime CPU session with
-  torch's thread count. Exporting takes about 2 s per entry, so a 23-type WRN-40-2 table takes
-  minutes rather than seconds.
+  torch's thread count. The export dominates the time of such a table (docs/deployment.md).
 
 Positions whose block has the same input and output shape share one measurement (`shape_key`):
 WRN-40-2's 18 positions are 6 shapes. Each measured entry is written to the table file at once

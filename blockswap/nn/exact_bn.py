@@ -3,26 +3,23 @@
 Why: in train mode PyTorch's CPU kernel for channels-last (NHWC) float32 inputs reduces the
 (N*H*W, C) matrix by giving each thread a C-vector of float32 accumulators and adding its rows
 one by one (``batch_norm_cpu_collect_stats_channels_last_impl`` and ``..._backward_channels_
-last_impl``): a naive float32 sum of N*H*W/threads terms, up to 131,072 here. The batch
-*variance* (a sum of positive terms) comes out ~1e-5 relative off, which rescales every
-channel; over the ~60 BN layers of a WRN-40-2 the Fisher potential of a block moved by up to
-4e-2 relative against float64. Measured: an exact mean with the native variance is as wrong as
-the native kernel; exact statistics with the native backward are as right as exact everything.
-The contiguous kernel sums each image plane in float32 and the planes in float64: accurate.
+last_impl``): a naive float32 sum of N*H*W/threads terms. The batch *variance* (a sum of
+positive terms) is then off, which rescales every channel and, compounded over a network's BN
+layers, moves the Fisher potential (paper Sec. 4) of a block. The statistics must be exact; the
+backward matters less. The contiguous kernel sums each image plane in float32 and the planes in
+float64: accurate.
 
 How: PyTorch's own kernels do the work on a *folded view* (`_folds`): the (rows, C) matrix seen
 as (rows/k, k*C), so that every float32 accumulator adds only ~sqrt(rows) terms, and the k
 partial results per channel are combined in float64. Forward: the native two-pass statistics
-kernel on the view (as fast as the native channels-last BN, error 1e-9..1e-7 instead of 1e-5),
-then the native *inference-mode* kernel normalises with those statistics (one fused
-elementwise pass, memory format kept). backward="exact" (default): the native backward kernel
-on the view returns sum(dy) and sum(dy*(x-mean)) per fold (one pass, no input gradient), dx
-then takes two fused elementwise passes. backward="native": PyTorch's backward kernel with the
-exact mean/invstd, its naive sums costing ~1e-5 relative in dweight/dbias and ~5e-7 in dx,
-nothing measurable in the Fisher potential. Contiguous inputs use the (accurate) contiguous
-kernels. Speed and accuracy of each and of the alternatives tried (plane sums + mse_loss,
-Welford var_mean, BN on a contiguous or float64 copy): ``benchmarks/exact_bn.py``.
-Double backward is not supported.
+kernel on the view, then the native *inference-mode* kernel normalises with those statistics
+(one fused elementwise pass, memory format kept). backward="exact" (default): the native
+backward kernel on the view returns sum(dy) and sum(dy*(x-mean)) per fold (one pass, no input
+gradient), dx then takes two fused elementwise passes. backward="native": PyTorch's backward
+kernel with the exact mean/invstd (its naive sums are less precise in dweight/dbias and dx).
+Contiguous inputs use the (accurate) contiguous kernels. Double backward is not supported.
+What was measured (errors, speed, the alternatives tried): docs/search.md, "Exact batch norm:
+what was measured", and ``benchmarks/exact_bn.py``.
 """
 
 from __future__ import annotations

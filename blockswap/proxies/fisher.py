@@ -92,7 +92,8 @@ def _checkpointed_blocks(model: nn.Module, enabled: bool) -> Iterator[None]:
 def block_fisher(a: torch.Tensor, g: torch.Tensor, n: int) -> float:
     """sum_c 1/(2n) sum_examples (sum_ij a*g)^2 for one probe; n is the whole batch size."""
     # (examples, C): float32 sums over the H*W terms, then the squares and the sum over examples
-    # and channels in float64; upcasting inside the spatial sum costs 2.4x as much for no gain.
+    # and channels in float64; upcasting inside the spatial sum is slower and no more accurate
+    # (docs/search.md).
     s = (a * g).sum(dim=(2, 3)).double()
     return float(s.pow(2).sum() / (2 * n))
 

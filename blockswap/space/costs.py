@@ -10,7 +10,7 @@ multiply-accumulates per output pixel; a network's cost is the sum over its bloc
   ``torch.utils.flop_counter.FlopCounterMode`` reports as FLOPs).
 
 `CostTable` precomputes every (block position, candidate type) pair once so that rejection
-sampling costs thousands of genotypes per millisecond with numpy.
+sampling costs a genotype by numpy indexing and a sum, without walking any block's layers.
 """
 
 from __future__ import annotations
