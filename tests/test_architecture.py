@@ -193,3 +193,26 @@ def test_no_test_file_imports_another_test_file():
             bad += [f"{path.name}:{node.lineno} imports {n}" for n in names
                     if n.split(".")[-1].startswith("test_") or n.startswith("tests.test_")]
     assert not bad, "\n".join(bad)
+
+
+def test_the_version_is_written_in_one_place(capsys):
+    import re
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    import blockswap
+    from blockswap._version import __version__
+    from blockswap.cli import main
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "blockswap._version.__version__"}
+    written = [name for name, path in modules().items() if re.search(r"^__version__\s*=", path.read_text(), re.M)]
+    assert written == ["blockswap._version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", __version__) and blockswap.__version__ == __version__
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"blockswap {__version__}"
