@@ -140,6 +140,8 @@ class Registry(Generic[T]):
         """How every entry is written: plain names, then each pattern's form."""
         return [*self._entries, *(p.form for p in self._patterns.values())]
 
+    keys = names  # as a dict's, so dict(REGISTRY) works
+
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
 
