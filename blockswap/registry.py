@@ -31,9 +31,18 @@ T = TypeVar("T")
 
 
 def nearest(name: str, names: "list[str] | tuple[str, ...]") -> str | None:
-    """The registered name closest to `name` (case-insensitive), or None if none is close."""
+    """The registered name closest to `name` (case-insensitive), or None if none is close.
+
+    A name given without its namespace ('resnet50' for 'torchvision:resnet50') is matched on the
+    part after the colon first: difflib alone would prefer the shorter 'resnet18'.
+    """
     lowered = {n.lower(): n for n in names}
-    match = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.6)
+    key = str(name).strip().lower()
+    if ":" not in key:
+        for low, original in lowered.items():
+            if low.rpartition(":")[2] == key and low != key:
+                return original
+    match = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None
 
 
@@ -48,6 +57,7 @@ class _Pattern(Generic[T]):
     regex: re.Pattern[str]
     make: Callable[[re.Match[str]], T]
     form: str
+    examples: tuple[str, ...] = ()  # names it accepts, offered as suggestions
 
 
 class Registry(Generic[T]):
@@ -83,12 +93,18 @@ class Registry(Generic[T]):
 
         return wrap
 
-    def add_pattern(self, pattern: str, make: Callable[[re.Match[str]], T], form: str | None = None) -> None:
-        """Every name that fully matches regular expression `pattern` maps to `make(match)`."""
+    def add_pattern(self, pattern: str, make: Callable[[re.Match[str]], T], form: str | None = None,
+                    examples: "tuple[str, ...] | list[str]" = ()) -> None:
+        """Every name that fully matches regular expression `pattern` maps to `make(match)`.
+
+        `form` shows the accepted names in messages; `examples` are names it accepts, which an
+        unknown name may be suggested ("did you mean 'torchvision:resnet50'?").
+        """
         if pattern in self._patterns or pattern in self._entries:
             raise BlockSwapError(f"{self.kind} {pattern!r} is already registered")
         flags = 0 if self._case_sensitive else re.IGNORECASE
-        self._patterns[pattern] = _Pattern(re.compile(f"^(?:{pattern})$", flags), make, form or pattern)
+        self._patterns[pattern] = _Pattern(re.compile(f"^(?:{pattern})$", flags), make, form or pattern,
+                                           tuple(examples))
 
     def remove(self, name: str) -> None:
         """Unregister `name` (tests and plug-ins that registered something for a while)."""
@@ -124,6 +140,8 @@ class Registry(Generic[T]):
         """How every entry is written: plain names, then each pattern's form."""
         return [*self._entries, *(p.form for p in self._patterns.values())]
 
+    keys = names  # as a dict's, so dict(REGISTRY) works
+
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
 
@@ -136,9 +154,17 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def suggestions(self) -> list[str]:
+        """Names an unknown name may be matched against: plain names and the patterns' examples."""
+        return [*self._entries, *(e for p in self._patterns.values() for e in p.examples)]
+
+    def suggest(self, name: str) -> str:
+        """'; did you mean 'x'?' for the registered name nearest `name`, or ''."""
+        return did_you_mean(str(name), self.suggestions())
+
     def _unknown(self, name: Any) -> BlockSwapError:
         return BlockSwapError(f"unknown {self.kind} {name!r}; valid {self.plural}: {choices(self.forms())}"
-                              f"{did_you_mean(str(name), self.names())}")
+                              f"{self.suggest(str(name))}")
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.forms()!r})"

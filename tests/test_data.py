@@ -63,8 +63,10 @@ def test_cifar_errors_name_the_file_and_what_was_expected(tmp_path):
 
 
 def test_dataset_names_are_checked():
-    with pytest.raises(BlockSwapError, match="valid datasets: cifar10:PATH"):
-        parse_data("mnist")
+    with pytest.raises(BlockSwapError, match="valid datasets: cifar10:PATH.*did you mean 'cifar10'"):
+        parse_data("cifar-10:/data")
+    with pytest.raises(BlockSwapError, match="needs a folder: write 'fashion-mnist:PATH'"):
+        parse_data("fashion-mnist")
     with pytest.raises(BlockSwapError, match="needs a folder"):
         parse_data("cifar10")
     with pytest.raises(BlockSwapError, match="valid splits"):

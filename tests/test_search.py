@@ -253,7 +253,7 @@ def test_bad_settings_are_one_line_errors():
     with pytest.raises(BlockSwapError, match="unknown ranking signal"):
         SearchConfig(signals=("fisher", "magic"))
     with pytest.raises(BlockSwapError, match="unknown dataset"):
-        SearchConfig(data="mnist")
+        SearchConfig(data="svhn")
     with pytest.raises(BlockSwapError, match="unknown budget metric"):
         SearchConfig(budget="flops=3M")
 

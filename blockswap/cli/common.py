@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-DATA_HELP = "cifar10:PATH, cifar100:PATH, imagenet:PATH, digits (bundled) or synthetic; coco:PATH with --task detection"
+from ..data.spec import DATASETS
+
+# Generated from the dataset table (data/spec.py): a new entry there shows here.
+DATA_HELP = "; ".join(f"{e.form}: {e.help}" for e in DATASETS.values())
 DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present)"
 OVERWRITE_HELP = "delete the results already in --out and start again (default: refuse such a folder)"
 

@@ -9,8 +9,10 @@ import torch
 
 from ..errors import BlockSwapError, choices
 from ..seeding import torch_seed
-from .spec import _STATS
 from .sharding import BatchSizeCheck, epoch_order, shard_batches
+
+# torchvision's ImageNet channel statistics (mean, std per RGB channel, in units of [0, 1]).
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 class ImageFolderSplit(BatchSizeCheck):
     """ImageNet-style class folders streamed from disk by a `DataLoader` with worker processes.
@@ -31,7 +33,7 @@ class ImageFolderSplit(BatchSizeCheck):
         folder = base / split
         if not folder.is_dir():
             raise BlockSwapError(f"imagenet: missing folder {str(folder)!r}; expected PATH/{split}/<class>/<image>")
-        mean, std = _STATS["imagenet"]
+        mean, std = IMAGENET_STATS
         norm = T.Normalize(mean, std)
         self.eval_tf = T.Compose([T.Resize(round(input_size * 8 / 7)), T.CenterCrop(input_size),
                                   T.ToTensor(), norm])

@@ -1,40 +1,66 @@
-"""Open one split of any dataset by name (`spec.parse_data`)."""
+"""Open one split of any dataset (a name from `spec.DATASETS`, or a user's own data objects)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from ..errors import BlockSwapError
-from .sources import _channel_stats, _digits, _read_cifar, _resize_uint8, _synthetic
-from .spec import _STATS, DataSpec, parse_data
-from .imagefolder import ImageFolderSplit
+from ..errors import BlockSwapError, choices
+from .pixels import channel_stats, resize_uint8
+from .spec import DataSpec, dataset_forms, parse_data
 from .splits import Split, TensorSplit
 
+SPLITS = ("train", "val")
 
-def load_split(data: "str | DataSpec", split: str = "train", input_size: int | None = None,
+
+def load_split(data: "str | DataSpec | Any", split: str = "train", input_size: int | None = None,
                device: str | torch.device = "cpu", workers: int = 4) -> Split:
     """Load `split` ("train" or "val") of `data`, images resized to `input_size` if given.
 
+    `data`: a dataset name ("cifar10:PATH", "digits"), a `DataSpec`, or a user's own data (a
+    torch Dataset of (image, label), a pair of tensors, a dict of those per split: `data.user`).
     `workers`: loader processes for ImageNet (the in-memory datasets need none).
     """
     spec = parse_data(data)
-    if split not in ("train", "val"):
-        raise BlockSwapError(f"unknown split {split!r}; valid splits: train, val")
-    if spec.name == "coco":
-        raise BlockSwapError(f"{spec} is detection data (COCO layout); classification needs cifar10:PATH, "
-                             "cifar100:PATH, imagenet:PATH, digits or synthetic. Detectors: 'blockswap train "
+    if split not in SPLITS:
+        raise BlockSwapError(f"unknown split {split!r}; valid splits: {choices(SPLITS)}")
+    if spec.user is not None:
+        size = input_size or spec.input_size
+        images, labels = spec.user.splits[split]
+        mean, std = _user_stats(spec, size)
+        return TensorSplit(_sized(images, size), labels, spec.user.classes, mean, std, device)
+    entry = spec.entry
+    if entry.task != "classification":
+        raise BlockSwapError(f"{spec} is {entry.task} data; classification needs "
+                             f"{choices(dataset_forms('classification'))}. Detectors: 'blockswap train "
                              "detector', 'blockswap search --task detection'")
-    if spec.name == "imagenet":
-        return ImageFolderSplit(spec.path, split, input_size or 224, device, workers)
-    if spec.name in ("cifar10", "cifar100"):
-        images, labels = _read_cifar(spec, split)
-        mean, std = _STATS[spec.name]
-    elif spec.name == "digits":
-        images, labels = _digits(split, input_size or 32)
-        mean, std = _channel_stats(_digits("train", input_size or 32)[0])
-    else:
-        images, labels = _synthetic(split, input_size or 32)
-        mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    if input_size is not None and images.shape[2] != input_size:
-        images = _resize_uint8(images, input_size)
-    return TensorSplit(images, labels, spec.known_classes, mean, std, device)
+    size = input_size or entry.input_size
+    if entry.stream is not None:
+        return entry.stream(spec.path, split, size, device, workers)
+    images, labels = entry.read(spec.path, split, size)
+    images = _sized(images, size)
+    mean, std = entry.stats or _train_stats(spec, size, images if split == "train" else None)
+    return TensorSplit(images, labels, entry.classes or int(labels.max()) + 1, mean, std, device)
+
+
+def _sized(images: torch.Tensor, size: int) -> torch.Tensor:
+    return images if images.shape[2:] == (size, size) else resize_uint8(images, size)
+
+
+# Statistics of a training split as loaded at a size: both splits are normalised with them, so
+# loading "val" alone reads the training split too; kept per (dataset, folder, size).
+_TRAIN_STATS: dict[tuple[str, str | None, int], tuple] = {}
+
+
+def _train_stats(spec: DataSpec, size: int, train_images: torch.Tensor | None):
+    key = (spec.name, spec.path, size)
+    if key not in _TRAIN_STATS:
+        if train_images is None:
+            train_images = _sized(spec.entry.read(spec.path, "train", size)[0], size)
+        _TRAIN_STATS[key] = channel_stats(train_images)
+    return _TRAIN_STATS[key]
+
+
+def _user_stats(spec: DataSpec, size: int):
+    return channel_stats(_sized(spec.user.splits["train"][0], size))

@@ -11,68 +11,67 @@ import torch.nn.functional as F
 
 from ..errors import BlockSwapError
 from .pickles import load_data_pickle
-from .spec import DataSpec
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = images.float() / 255
-    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())
+def cifar_reader(name: str, classes: int):
+    """The reader of CIFAR-10 (`name` "cifar10") or CIFAR-100 ("cifar100") with `classes` labels:
+    (path, split, size) -> (images, labels); the release is 32x32, resized by the caller."""
+
+    def read(path: str | None, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _read_cifar(name, path, split, classes)
+
+    read.__name__ = f"read_{name}"
+    return read
 
 
-def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
-                        antialias=images.shape[2] > size)
-    return out.round().clamp(0, 255).to(torch.uint8)
-
-
-def _read_cifar(spec: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    root = Path(spec.path).expanduser()
-    folder_name = "cifar-10-batches-py" if spec.name == "cifar10" else "cifar-100-python"
-    folder = root if (root / ("test_batch" if spec.name == "cifar10" else "test")).exists() \
+def _read_cifar(name: str, path: str | None, split: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    root = Path(path or "").expanduser()
+    folder_name = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    folder = root if (root / ("test_batch" if name == "cifar10" else "test")).exists() \
         else root / folder_name
-    if spec.name == "cifar10":
+    if name == "cifar10":
         files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         label_key = b"labels"
     else:
         files = ["train"] if split == "train" else ["test"]
         label_key = b"fine_labels"
     images, labels = [], []
-    for name in files:
-        path = folder / name
-        if not path.is_file():
+    for file in files:
+        file_path = folder / file
+        if not file_path.is_file():
             raise BlockSwapError(
-                f"{spec.name}: missing file {str(path)!r}; expected the python-pickle release "
+                f"{name}: missing file {str(file_path)!r}; expected the python-pickle release "
                 f"({folder_name}/ with {', '.join(files)})")
         expected = (f"a dict with b'data' (rows of 3072 uint8 values) and {label_key!r} "
                     "(one integer label per row)")
         try:
-            entry = load_data_pickle(path, spec.name)  # runs no code from the file
+            entry = load_data_pickle(file_path, name)  # runs no code from the file
             # The release pickles bytes keys; re-pickled copies sometimes have str keys.
             data = np.asarray(_key(entry, b"data"))
             lab = np.asarray(_key(entry, label_key))
         except BlockSwapError:
             raise
         except Exception as exc:  # unpickling errors come in many types
-            raise BlockSwapError(f"{spec.name}: cannot read {str(path)!r} as a CIFAR pickle; "
+            raise BlockSwapError(f"{name}: cannot read {str(file_path)!r} as a CIFAR pickle; "
                                  f"expected {expected}: {type(exc).__name__}: {exc}") from None
         if data.ndim != 2 or data.shape[1] != 3072 or lab.ndim != 1 or len(lab) != len(data):
-            raise BlockSwapError(f"{spec.name}: {str(path)!r} has data of shape {data.shape} and "
+            raise BlockSwapError(f"{name}: {str(file_path)!r} has data of shape {data.shape} and "
                                  f"{lab.shape} labels; expected {expected}")
         if data.dtype != np.uint8 and (not np.issubdtype(data.dtype, np.integer)
                                        or data.min() < 0 or data.max() > 255):
-            raise BlockSwapError(f"{spec.name}: {str(path)!r} has pixel values that are not "
+            raise BlockSwapError(f"{name}: {str(file_path)!r} has pixel values that are not "
                                  f"integers 0..255 (dtype {data.dtype}); expected {expected}")
         if not np.issubdtype(lab.dtype, np.integer):
-            raise BlockSwapError(f"{spec.name}: {str(path)!r} has labels of dtype {lab.dtype}; "
+            raise BlockSwapError(f"{name}: {str(file_path)!r} has labels of dtype {lab.dtype}; "
                                  f"expected {expected}")
         data, lab = data.astype(np.uint8), lab.astype(np.int64)
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(lab)
     labels_t = torch.from_numpy(np.concatenate(labels))
     if labels_t.numel() == 0:
-        raise BlockSwapError(f"{spec.name}: no images in {', '.join(files)} under {str(folder)!r}")
-    if labels_t.min() < 0 or labels_t.max() >= spec.known_classes:
-        raise BlockSwapError(f"{spec.name}: labels outside 0..{spec.known_classes - 1} in {str(folder)!r}")
+        raise BlockSwapError(f"{name}: no images in {', '.join(files)} under {str(folder)!r}")
+    if labels_t.min() < 0 or labels_t.max() >= classes:
+        raise BlockSwapError(f"{name}: labels outside 0..{classes - 1} in {str(folder)!r}")
     return torch.from_numpy(np.concatenate(images)), labels_t
 
 
@@ -87,6 +86,10 @@ _DIGITS_VAL_FRACTION = 0.2
 
 def digits_images(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 3, size, size) and labels of the fixed digits split ("train" or "val")."""
+    return _digits(split, size)
+
+
+def read_digits(path: str | None, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _digits(split, size)
 
 
@@ -110,6 +113,10 @@ def _digits(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 _SYNTHETIC_SIZES = {"train": 512, "val": 128}
+
+
+def read_synthetic(path: str | None, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _synthetic(split, size)
 
 
 def _synthetic(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:

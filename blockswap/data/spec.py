@@ -1,62 +1,177 @@
-"""Dataset names as on the command line, parsed once into a `DataSpec`.
+"""The datasets, one table (`DATASETS`), and their names as on the command line (`parse_data`).
 
-==================  ==============================================================================
-``cifar10:PATH``    the ``cifar-10-batches-py`` folder (or its parent) of the python-pickle release
-``cifar100:PATH``   the ``cifar-100-python`` folder (or its parent)
-``imagenet:PATH``   a folder with ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``
-``coco:PATH``       ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/`` images
-                    (detection only: ``search --task detection``, ``train detector``)
-``digits``          scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes),
-                    upscaled to the model's input size and repeated over 3 channels
-``synthetic``       random class-dependent images, for tests and smoke runs
-==================  ==============================================================================
+======================  ==========================================================================
+``cifar10:PATH``        the ``cifar-10-batches-py`` folder (or its parent) of the python-pickle release
+``cifar100:PATH``       the ``cifar-100-python`` folder (or its parent)
+``imagenet:PATH``       a folder with ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``
+``coco:PATH``           ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/`` images
+                        (detection only: ``search --task detection``, ``train detector``)
+``fashion-mnist:PATH``  the four idx files of the release (``train-images-idx3-ubyte``, ...,
+                        gzipped or not); "train" = the 60,000 training images, "val" = the 10,000
+                        official test images (as CIFAR's "val" is its test batch: for reporting)
+``mnist:PATH``          the same layout for MNIST
+``digits``              scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes),
+                        upscaled to the model's input size and repeated over 3 channels
+``synthetic``           random class-dependent images, for tests and smoke runs
+======================  ==========================================================================
+
+Adding a dataset is one `DatasetEntry` added to `DATASETS` here: the CLI's ``--data`` help,
+error messages and `load_split` read the table. Besides a name, `parse_data` takes a user's own
+data objects (a torch Dataset, a pair of tensors, a dict of splits: `data.user`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
 
 from ..errors import BlockSwapError, choices
+from ..registry import Registry
+from .idx import IDX_CLASSES, idx_reader
+from .imagefolder import IMAGENET_STATS, ImageFolderSplit
+from .sources import cifar_reader, read_digits, read_synthetic
+from .user import USER_DATA_NAME, UserData, parse_user_data
 
-DATASETS = ("cifar10:PATH", "cifar100:PATH", "imagenet:PATH", "coco:PATH", "digits", "synthetic")
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per RGB channel, units of [0, 1]
+# (path, split, input size) -> uint8 images (N, 3, H, W) and int64 labels, held in memory.
+Reader = Callable[[str | None, str, int], tuple[torch.Tensor, torch.Tensor]]
+# (path, split, input size, device, loader workers) -> a split streamed from disk (`splits.Split`).
+Streamer = Callable[[str | None, str, int, Any, int], Any]
+TASKS = ("classification", "detection")
 
-# Channel statistics used for normalisation (CIFAR: the authors' code; ImageNet: torchvision's).
-_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "cifar100": ((0.5071, 0.4866, 0.4409), (0.2009, 0.1984, 0.2023)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset: how it is named, read, normalised, and what it serves."""
+
+    name: str
+    help: str  # one line for --data's help
+    takes_path: bool = True  # written NAME:PATH (a folder on disk), else just NAME (built in)
+    read: Reader | None = None  # in-memory datasets
+    stream: Streamer | None = None  # datasets streamed from disk (ImageNet)
+    classes: int | None = None  # fixed by the dataset; None: decided by the data (class folders)
+    stats: Stats | None = None  # None: computed from the training split as loaded
+    input_size: int = 32  # default square input side, pixels
+    task: str = "classification"  # or "detection" (read by the detection code, not `load_split`)
+
+    def __post_init__(self) -> None:
+        if ";" in self.help:  # --data's help joins the entries with "; "
+            raise BlockSwapError(f"dataset {self.name!r}: its help may not contain ';'")
+        if self.task not in TASKS:
+            raise BlockSwapError(f"dataset {self.name!r}: unknown task {self.task!r}; valid tasks: {choices(TASKS)}")
+        if self.task == "classification" and (self.read is None) == (self.stream is None):
+            raise BlockSwapError(f"dataset {self.name!r} needs exactly one of a reader and a streamer")
+
+    @property
+    def form(self) -> str:
+        """How the name is written: 'cifar10:PATH' or 'digits'."""
+        return f"{self.name}:PATH" if self.takes_path else self.name
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register_dataset(entry: DatasetEntry) -> DatasetEntry:
+    """Add a dataset to the table (a new name only)."""
+    return DATASETS.add(entry.name, entry)
+
+
+def _imagenet(path: str | None, split: str, size: int, device: Any, workers: int) -> ImageFolderSplit:
+    return ImageFolderSplit(path, split, size, device, workers)
+
+
+# Channel statistics: CIFAR's are the authors' code's; ImageNet's torchvision's; the others are
+# computed from their training split as loaded.
+for _entry in (
+    DatasetEntry("cifar10", "CIFAR-10, the python-pickle release (cifar-10-batches-py or its parent)",
+                 read=cifar_reader("cifar10", 10), classes=10,
+                 stats=((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))),
+    DatasetEntry("cifar100", "CIFAR-100, the python-pickle release (cifar-100-python or its parent)",
+                 read=cifar_reader("cifar100", 100), classes=100,
+                 stats=((0.5071, 0.4866, 0.4409), (0.2009, 0.1984, 0.2023))),
+    DatasetEntry("imagenet", "class folders PATH/train/<class>/* and PATH/val/<class>/*",
+                 stream=_imagenet, stats=IMAGENET_STATS, input_size=224),
+    DatasetEntry("coco", "COCO-layout detection data, with --task detection", task="detection", input_size=800),
+    DatasetEntry("fashion-mnist", "Fashion-MNIST's four idx files (.gz or not) in PATH, val = its test set",
+                 read=idx_reader("fashion-mnist"), classes=IDX_CLASSES),
+    DatasetEntry("mnist", "MNIST's four idx files (.gz or not) in PATH, val = its test set",
+                 read=idx_reader("mnist"), classes=IDX_CLASSES),
+    DatasetEntry("digits", "scikit-learn's bundled 8x8 digits", takes_path=False, read=read_digits, classes=10),
+    DatasetEntry("synthetic", "random class-dependent images, for smoke runs", takes_path=False,
+                 read=read_synthetic, classes=10, stats=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))),
+):
+    register_dataset(_entry)
+
+
+def dataset_forms(task: str | None = None) -> list[str]:
+    """How every dataset (of `task`, if given) is written: 'cifar10:PATH', ..., 'digits'."""
+    return [e.form for e in DATASETS.values() if task is None or e.task == task]
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which dataset: a name and, for on-disk datasets, its folder."""
+    """Which dataset: a name and, for on-disk datasets, its folder; or a user's own data (`user`,
+    named "tensors" with its fingerprint as the path)."""
 
     name: str
     path: str | None = None
+    # Compared and hashed by its fingerprint (`path`), not its tensors.
+    user: UserData | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.name if self.path is None else f"{self.name}:{self.path}"
 
     @property
+    def entry(self) -> DatasetEntry | None:
+        """The dataset's table entry (None for a user's own data)."""
+        return None if self.user is not None else DATASETS[self.name]
+
+    @property
     def known_classes(self) -> int | None:
         """Classes fixed by the dataset itself; None for ImageNet-layout folders, whose class
         folders decide (read them from the loaded split's `num_classes`)."""
-        return {"cifar100": 100, "cifar10": 10, "digits": 10, "synthetic": 10}.get(self.name)
+        return self.user.classes if self.user is not None else self.entry.classes
+
+    @property
+    def task(self) -> str:
+        """"classification" or "detection": what the data serves."""
+        return "classification" if self.user is not None else self.entry.task
+
+    @property
+    def input_size(self) -> int:
+        """The default square input side, pixels (a user's: its images' height)."""
+        if self.user is not None:
+            return int(self.user.splits["train"][0].shape[2])
+        return self.entry.input_size
 
 
-def parse_data(text: "str | DataSpec") -> DataSpec:
-    """'cifar10:/data/cifar' -> DataSpec('cifar10', '/data/cifar'); 'digits' -> DataSpec('digits')."""
+def parse_data(text: "str | DataSpec | Any") -> DataSpec:
+    """'cifar10:/data/cifar' -> DataSpec('cifar10', '/data/cifar'); 'digits' -> DataSpec('digits').
+
+    A torch Dataset of (image, label), a pair of tensors (images, labels) or a dict of those
+    per split (`data.user`) -> DataSpec('tensors', FINGERPRINT, user=...).
+    """
     if isinstance(text, DataSpec):
         return text
-    name, sep, path = str(text).strip().partition(":")
+    if not isinstance(text, str):
+        user = parse_user_data(text)
+        return DataSpec(USER_DATA_NAME, user.fingerprint, user)
+    name, sep, path = text.strip().partition(":")
     name = name.lower()
-    if name in ("digits", "synthetic"):
+    if name == USER_DATA_NAME:
+        raise BlockSwapError(f"{text!r} names data given as tensors or a Dataset; a name cannot bring them back: "
+                             "pass the same object again")
+    if name not in DATASETS:
+        raise BlockSwapError(f"unknown dataset {text!r}; valid datasets: {choices(dataset_forms())}"
+                             f"{DATASETS.suggest(name)}")
+    entry = DATASETS[name]
+    if not entry.takes_path:
         if sep:
             raise BlockSwapError(f"dataset {name!r} is built in and takes no path; write just '{name}'")
         return DataSpec(name)
-    if name in ("cifar10", "cifar100", "imagenet", "coco"):
-        if not path:
-            raise BlockSwapError(f"dataset {name!r} needs a folder: write '{name}:PATH'")
-        return DataSpec(name, path)
-    raise BlockSwapError(f"unknown dataset {text!r}; valid datasets: {choices(DATASETS)}")
+    if not path:
+        raise BlockSwapError(f"dataset {name!r} needs a folder: write '{name}:PATH'")
+    return DataSpec(name, path)

@@ -26,11 +26,15 @@ from ..errors import BlockSwapError, choices
 from ..files import atomic_write_json, versions
 from ..outdir import RunFolder, claim_folder
 from ..progress import progress as progress_bar
+from ..registry import Registry
 from .grid import PHASES, Run, expand
 from .spec import ExperimentSpec
 from .store import STORE_FILE, ExperimentStore
 
-EXECUTORS = ("local", "ray")
+# Where an experiment's runs execute (`ExperimentOptions.executor`): name -> what it is.
+EXECUTORS: Registry[str] = Registry("executor")
+EXECUTORS.add("local", "one run after another in this process")
+EXECUTORS.add("ray", "Ray tasks, on a local Ray or a cluster")
 EXPERIMENT_FOLDER = RunFolder("experiment", STORE_FILE, (STORE_FILE,))
 
 
@@ -48,8 +52,7 @@ class ExperimentOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise BlockSwapError(f"unknown executor {self.executor!r}; valid executors: {choices(EXECUTORS)}")
+        EXECUTORS.get(self.executor)  # unknown: the valid names and the nearest
         if self.address is not None and self.executor != "ray":
             raise BlockSwapError("a cluster address only applies to the ray executor (add --executor ray)")
         if not isinstance(self.cpus_per_run, int) or self.cpus_per_run < 1:

@@ -20,6 +20,7 @@ import re
 from torch import nn
 
 from ..errors import BlockSwapError, choices
+from ..registry import did_you_mean
 from ..space.blocks import BlockType, Groups
 from ..space.networks import NetworkSpec, register_network
 
@@ -110,11 +111,13 @@ def _torchvision_space(arch: str) -> NetworkSpec:
     import torchvision
 
     if arch not in RESNETS:
-        raise BlockSwapError(f"unknown torchvision network {arch!r}; valid: {choices(RESNETS)}")
+        raise BlockSwapError(f"unknown torchvision network {arch!r}; valid: {choices(RESNETS)}"
+                             f"{did_you_mean(f'torchvision:{arch}', [f'torchvision:{a}' for a in RESNETS])}")
     return students_space(getattr(torchvision.models, arch)(weights=None), f"torchvision:{arch}")
 
 
-@register_network(r"torchvision:(?P<arch>[a-z0-9_]+)", "torchvision:NAME (NAME: " + ", ".join(RESNETS) + ")")
+@register_network(r"torchvision:(?P<arch>[a-z0-9_]+)", "torchvision:NAME (NAME: " + ", ".join(RESNETS) + ")",
+                  examples=tuple(f"torchvision:{arch}" for arch in RESNETS))
 def _torchvision(match: re.Match[str]) -> NetworkSpec:
     return _torchvision_space(match["arch"])
 

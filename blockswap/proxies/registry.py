@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
+from ..registry import Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -111,7 +112,7 @@ class Proxy:
     labels: bool = True  # False: the signal reads no labels (targets may be None)
 
 
-PROXIES: dict[str, Proxy] = {}
+PROXIES: Registry[Proxy] = Registry("ranking signal")
 
 
 def register_proxy(name: str, *, higher_is_better: bool, trains: bool = False,
@@ -122,9 +123,6 @@ def register_proxy(name: str, *, higher_is_better: bool, trains: bool = False,
     checks the minibatches and the result, so every signal refuses the same bad input."""
 
     def wrap(fn: ProxyFn) -> ProxyFn:
-        if name in PROXIES:
-            raise BlockSwapError(f"ranking signal {name!r} is already registered")
-
         @functools.wraps(fn)
         def checked(model: nn.Module, batches: Sequence[Batch], steps: int, options: ProxyOptions) -> Any:
             classes = output_classes(model)
@@ -135,19 +133,18 @@ def register_proxy(name: str, *, higher_is_better: bool, trains: bool = False,
             check_signal(float(value), name if steps == 1 else f"{name}@{steps}", higher_is_better)
             return result
 
-        PROXIES[name] = Proxy(name, checked, higher_is_better, trains,
-                              (fn.__doc__ or "").strip().splitlines()[0], labels)
+        PROXIES.add(name, Proxy(name, checked, higher_is_better, trains,
+                                (fn.__doc__ or "").strip().splitlines()[0], labels))
         return fn
 
     return wrap
 
 
 def get_proxy(name: str) -> Proxy:
-    try:
-        return PROXIES[name]
-    except KeyError:
+    if name not in PROXIES:
         raise BlockSwapError(f"unknown ranking signal {name!r}; valid signals: {choices(PROXIES)} "
-                             "(training signals take '@k' minibatches, e.g. fisher@10)") from None
+                             f"(training signals take '@k' minibatches, e.g. fisher@10){PROXIES.suggest(name)}")
+    return PROXIES[name]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ..data.spec import DataSpec, parse_data
 from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
+from ..registry import Registry
 from ..space.blocks import BlockType, default_candidates, parse_candidates
 from ..space.budget import Budget, parse_budget
 from ..space.latency import LatencyTable, load_latency_table
@@ -181,7 +182,12 @@ class SearchConfig:
 
 TASKS = ("classification", "detection")
 DETECTION_MIN_SIZE = 800  # torchvision's Mask R-CNN resizes the shorter side to 800 pixels
-EXECUTORS = ("local", "process", "ray")
+# Where candidates are scored (`RunOptions.executor`): name -> what it is (messages, --help). Each
+# has its context manager under the same name in `search.executors` (checked there on import).
+EXECUTORS: Registry[str] = Registry("executor")
+EXECUTORS.add("local", "this process")
+EXECUTORS.add("process", "spawned worker processes")
+EXECUTORS.add("ray", "Ray actors, on a local Ray or a cluster")
 MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
@@ -216,8 +222,7 @@ class RunOptions:
         return self.threads or max(1, torch.get_num_threads() // self.workers)
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise BlockSwapError(f"unknown executor {self.executor!r}; valid executors: {choices(EXECUTORS)}")
+        EXECUTORS.get(self.executor)  # unknown: the valid names and the nearest
         if self.memory_format not in MEMORY_FORMATS:
             raise BlockSwapError(f"unknown memory format {self.memory_format!r}; valid: {choices(MEMORY_FORMATS)}")
         for name in ("workers", "top_k"):

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from ..errors import BlockSwapError
-from .config import RunOptions, SearchConfig
+from .config import EXECUTORS, RunOptions, SearchConfig
 from .scorer import Scorer, ScoringData, Task
 
 
@@ -226,7 +226,11 @@ def _ray_actors(ray: Any, run: RunOptions, config: SearchConfig, data: ScoringDa
             ray.kill(actor)
 
 
+# The context manager of each executor of the table `config.EXECUTORS` (names and help live there).
 _EXECUTORS = {"local": _local_executor, "process": _process_executor, "ray": _ray_executor}
+if sorted(_EXECUTORS) != sorted(EXECUTORS):
+    raise ImportError(f"search.config.EXECUTORS ({', '.join(EXECUTORS)}) and search.executors "
+                      f"({', '.join(_EXECUTORS)}) name different executors")
 
 
 def executor(run: RunOptions, config: SearchConfig, data: ScoringData):

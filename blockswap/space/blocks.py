@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import BlockSwapError, choices
+from ..registry import Registry, did_you_mean
 from .complexity import Act, Conv, Norm, Plan
 
 KERNEL = 3  # spatial kernel size of every block's spatial convs (paper Sec. 3.1, k = 3)
@@ -99,27 +100,22 @@ class Family:
     problem: Callable[[BlockType, int, int], "str | None"] = lambda block, c_in, c_out: None
 
 
-_FAMILIES: dict[str, Family] = {}
+# Keys are case-sensitive: "B" and "BG" are families, "b" is a typo to be pointed out.
+_FAMILIES: Registry[Family] = Registry("block family", "families", case_sensitive=True)
 
 
 def register_family(fam: Family) -> Family:
     """Add a block family to the zoo (a new key only)."""
-    if fam.key in _FAMILIES:
-        raise BlockSwapError(f"block family {fam.key!r} is already registered")
-    _FAMILIES[fam.key] = fam
-    return fam
+    return _FAMILIES.add(fam.key, fam)
 
 
 def families() -> list[str]:
     """Keys of the registered block families."""
-    return list(_FAMILIES)
+    return _FAMILIES.names()
 
 
 def family(key: str) -> Family:
-    try:
-        return _FAMILIES[key]
-    except KeyError:
-        raise BlockSwapError(f"unknown block family {key!r}; valid families: {choices(_FAMILIES)}") from None
+    return _FAMILIES[key]
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +254,8 @@ def parse_block(text: "str | BlockType") -> BlockType:
         raise BlockSwapError(
             f"unknown block type {full!r}; valid families: {choices(_FAMILIES)} "
             f"(e.g. {choices(DEFAULT_CANDIDATE_NAMES, limit=8)}), "
-            "or the authors' names Conv, DConv, DConvA<g>, DConvG<x>, ConvB<b>, A<g>B<b>, G<x>B<b>")
+            "or the authors' names Conv, DConv, DConvA<g>, DConvG<x>, ConvB<b>, A<g>B<b>, G<x>B<b>"
+            f"{did_you_mean(full, [*DEFAULT_CANDIDATE_NAMES, *BOTTLENECK_CANDIDATE_NAMES])}")
     args = [] if match["args"] is None else match["args"].split(",")
     return _FAMILIES[match["family"]].parse(args, full)
 
@@ -319,18 +316,17 @@ BOTTLENECK_CANDIDATE_NAMES: tuple[str, ...] = (
 )
 
 # Named candidate sets for --candidates ("paper", "structured", "paper+structured").
-_CANDIDATE_SETS: dict[str, tuple[str, ...]] = {"paper": DEFAULT_CANDIDATE_NAMES,
-                                               "bottleneck": BOTTLENECK_CANDIDATE_NAMES}
+_CANDIDATE_SETS: Registry[tuple[str, ...]] = Registry("candidate set", case_sensitive=True)
+_CANDIDATE_SETS.add("paper", DEFAULT_CANDIDATE_NAMES)
+_CANDIDATE_SETS.add("bottleneck", BOTTLENECK_CANDIDATE_NAMES)
 
 
 def register_candidate_set(name: str, names: tuple[str, ...]) -> None:
-    if name in _CANDIDATE_SETS:
-        raise BlockSwapError(f"candidate set {name!r} is already registered")
-    _CANDIDATE_SETS[name] = tuple(names)
+    _CANDIDATE_SETS.add(name, tuple(names))
 
 
 def candidate_sets() -> dict[str, tuple[str, ...]]:
-    return dict(_CANDIDATE_SETS)
+    return dict(_CANDIDATE_SETS.items())
 
 
 def default_candidates() -> list[BlockType]:
@@ -348,11 +344,15 @@ def parse_candidates(spec: "str | list | tuple | None") -> list[BlockType]:
         return default_candidates()
     if isinstance(spec, str):
         names = [n.strip() for n in spec.split("+")]
-        if "(" not in spec and "," not in spec and all(n in _CANDIDATE_SETS for n in names) or "+" in spec:
+        # A bare word near a set's name ('papr') is a misspelt set, not a block type.
+        word = len(names) == 1 and "(" not in spec and "," not in spec
+        if word and all(n in _CANDIDATE_SETS for n in names) or "+" in spec \
+                or word and names[0] not in _FAMILIES and _CANDIDATE_SETS.suggest(names[0]):
             unknown = [n for n in names if n not in _CANDIDATE_SETS]
             if unknown:
                 raise BlockSwapError(f"unknown candidate set {unknown[0]!r}; valid sets: {choices(_CANDIDATE_SETS)} "
-                                     "(join them with '+', e.g. paper+structured), or list block types 'S,G(4),...'")
+                                     "(join them with '+', e.g. paper+structured), or list block types 'S,G(4),...'"
+                                     f"{_CANDIDATE_SETS.suggest(unknown[0])}")
             spec = [b for n in names for b in _CANDIDATE_SETS[n]]
         else:
             spec = split_types(spec, "candidate set")

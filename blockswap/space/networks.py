@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..errors import BlockSwapError, choices
+from ..errors import BlockSwapError
+from ..registry import Registry
 from .complexity import Act, Complexity, Conv, Linear, MaxPool, Norm, Plan, Pool
 
 
@@ -116,28 +117,24 @@ class NetworkSpec:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Entry:
-    pattern: re.Pattern[str]
-    make: Callable[[re.Match[str]], NetworkSpec]
-    form: str  # how the name is written, for error messages
+# Names (case-insensitive) and patterns such as ``wrn-D-k``, each building its spec from the match.
+NETWORKS: Registry[NetworkSpec] = Registry("model")
 
 
-_NETWORKS: dict[str, _Entry] = {}
-
-
-def register_network(pattern: str, form: str | None = None
+def register_network(pattern: str, form: str | None = None, examples: tuple[str, ...] = ()
                      ) -> Callable[[Callable[[re.Match[str]], NetworkSpec]], Callable]:
     """Decorator: `make(match)` builds the spec of every name that fully matches `pattern`.
 
     `pattern` is a plain name ("resnet34") or a regular expression ("wrn-(\\d+)-(\\d+)");
-    `form` describes the accepted names in error messages (default: the pattern).
+    `form` describes the accepted names in error messages (default: the pattern); `examples`
+    are names it accepts, offered as the nearest match of a misspelt name.
     """
 
     def wrap(make: Callable[[re.Match[str]], NetworkSpec]) -> Callable:
-        if pattern in _NETWORKS:
-            raise BlockSwapError(f"network {pattern!r} is already registered")
-        _NETWORKS[pattern] = _Entry(re.compile(f"^(?:{pattern})$"), make, form or pattern)
+        written = form or pattern
+        # A plain name ("resnet34", or a form the pattern itself accepts) is its own example.
+        plain = (written,) if re.fullmatch(pattern, written.lower()) else ()
+        NETWORKS.add_pattern(pattern, make, form, tuple(examples) or plain)
         return make
 
     return wrap
@@ -145,22 +142,18 @@ def register_network(pattern: str, form: str | None = None
 
 def networks() -> list[str]:
     """How each registered network is named, e.g. 'wrn-D-k (D = 6n+4, ...)', 'resnet34'."""
-    return [e.form for e in _NETWORKS.values()]
+    return NETWORKS.forms()
 
 
 def network_spec(name: "str | NetworkSpec", num_classes: int | None = None) -> NetworkSpec:
     """The spec of network `name` (default classes: 10 for WRNs, 1000 for ResNets)."""
     if isinstance(name, NetworkSpec):
         return name.with_classes(num_classes)
-    key = str(name).strip().lower()
-    for entry in _NETWORKS.values():
-        match = entry.pattern.match(key)
-        if match:
-            return entry.make(match).with_classes(num_classes)
-    raise BlockSwapError(f"unknown model {name!r}; valid models: {choices(networks())}")
+    return NETWORKS[str(name).strip().lower()].with_classes(num_classes)
 
 
-@register_network(r"wrn-(\d+)-(\d+)", "wrn-D-k (D = 6n+4, e.g. wrn-40-2, wrn-16-1)")
+@register_network(r"wrn-(\d+)-(\d+)", "wrn-D-k (D = 6n+4, e.g. wrn-40-2, wrn-16-1)",
+                  examples=("wrn-16-1", "wrn-16-2", "wrn-40-1", "wrn-40-2", "wrn-16-8", "wrn-28-10"))
 def _wrn(match: re.Match[str]) -> NetworkSpec:
     depth, k = int(match[1]), int(match[2])
     if depth < 10 or (depth - 4) % 6 != 0 or k < 1:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..data.augment import Augment
 from ..errors import BlockSwapError, choices
+from ..registry import Registry
 from ..seeding import derive_seed
 
 SCHEDULES = ("cosine", "step")
@@ -63,27 +64,25 @@ class TrainConfig:
 RUNTIME_FIELDS = frozenset({"eval_batch_size", "workers"})
 
 _CIFAR = TrainConfig()
-RECIPES: dict[str, TrainConfig] = {
-    # Paper Sec. 5: 200 epochs, SGD 0.9, lr 0.1 cosine to 0, batch 128, wd 5e-4, crop+flip+Cutout.
-    "cifar": _CIFAR,
-    # Paper Sec. 6: 100 epochs, lr 0.1 divided by 10 every 30 epochs, batch 256, wd 1e-4, AT beta 750.
-    "imagenet": replace(_CIFAR, recipe="imagenet", epochs=100, batch_size=256, weight_decay=1e-4,
-                        schedule="step", step_epochs=30, step_gamma=0.1, beta=750.0),
-    # Not in the paper: the CIFAR recipe shortened so a WRN-16-2 on the bundled digits trains
-    # in minutes on a CPU (docs/results.md).
-    "digits": replace(_CIFAR, recipe="digits", epochs=30),
-}
+RECIPES: Registry[TrainConfig] = Registry("recipe")
+# Paper Sec. 5: 200 epochs, SGD 0.9, lr 0.1 cosine to 0, batch 128, wd 5e-4, crop+flip+Cutout.
+RECIPES.add("cifar", _CIFAR)
+# Paper Sec. 6: 100 epochs, lr 0.1 divided by 10 every 30 epochs, batch 256, wd 1e-4, AT beta 750.
+RECIPES.add("imagenet", replace(_CIFAR, recipe="imagenet", epochs=100, batch_size=256, weight_decay=1e-4,
+                                schedule="step", step_epochs=30, step_gamma=0.1, beta=750.0))
+# Not in the paper: the CIFAR recipe shortened so a WRN-16-2 on the bundled digits trains
+# in minutes on a CPU (docs/results.md).
+RECIPES.add("digits", replace(_CIFAR, recipe="digits", epochs=30))
 
 
 def recipe(name: str = "cifar", **overrides: Any) -> TrainConfig:
     """The preset `name` with fields replaced by `overrides` (None values are ignored)."""
-    if name not in RECIPES:
-        raise BlockSwapError(f"unknown recipe {name!r}; valid recipes: {choices(RECIPES)}")
+    base = RECIPES[name]  # unknown: the valid recipes and the nearest
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise BlockSwapError(f"unknown training setting {unknown[0]!r}; valid settings: {choices(sorted(fields))}")
-    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def run_seeds(seed: int) -> dict[str, int]:
