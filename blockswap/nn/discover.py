@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import BlockSwapError, choices
 from ..space.blocks import BlockType, Groups
 from ..space.networks import NetworkSpec, register_network
+from ..space.refs import TORCHVISION_PREFIX
 
 # torchvision builders of ResNet-style networks (all share the layout above).
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
@@ -111,7 +112,7 @@ def _torchvision_space(arch: str) -> NetworkSpec:
 
     if arch not in RESNETS:
         raise BlockSwapError(f"unknown torchvision network {arch!r}; valid: {choices(RESNETS)}")
-    return students_space(getattr(torchvision.models, arch)(weights=None), f"torchvision:{arch}")
+    return students_space(getattr(torchvision.models, arch)(weights=None), TORCHVISION_PREFIX + arch)
 
 
 @register_network(r"torchvision:(?P<arch>[a-z0-9_]+)", "torchvision:NAME (NAME: " + ", ".join(RESNETS) + ")")
@@ -121,7 +122,12 @@ def _torchvision(match: re.Match[str]) -> NetworkSpec:
 
 def register_students_space(module: nn.Module, name: str) -> NetworkSpec:
     """Discover the student space of a user's own ResNet-style `module` and register it as network
-    `name`, usable wherever a network name is (``build_model(name, genotype)``, ``cost``, searches)."""
+    `name`, usable wherever a network name is (``build_model(name, genotype)``, ``cost``, searches).
+
+    The name is registered in this process only. What leaves the process carries the returned
+    spec itself (a `Genotype`'s `spec`, a `SearchConfig`'s `spec`, pickled to worker processes and
+    Ray actors), so a search with the process or Ray executor scores the space; a run folder
+    names the network, so resuming it needs the space registered again first."""
     spec = students_space(module, name)
     register_network(re.escape(name.strip().lower()), name)(lambda _match: spec)
     return spec
