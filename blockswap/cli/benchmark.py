@@ -11,6 +11,7 @@ from ..errors import BlockSwapError
 from ..files import cpu_model, dumps
 from ..report.table import format_table
 from ..space.budget import format_count
+from ..space.refs import is_torchvision
 from .common import integers, network_from_args, positive
 
 
@@ -85,6 +86,6 @@ def _student(args: argparse.Namespace):
     teacher = None
     if args.checkpoint is not None:
         teacher = (load_checkpoint(args.checkpoint).get("teacher") or {}).get("source")
-        if teacher is not None and teacher.lower().startswith("torchvision:") and args.teacher_weights is None:
+        if is_torchvision(teacher) and args.teacher_weights is None:
             teacher = None  # its weights file is not recorded with it
     return net, desc, teacher

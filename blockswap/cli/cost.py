@@ -12,6 +12,7 @@ from ..space.costs import network_cost
 from ..space.genotype import load_genotype
 from ..space.latency import load_latency_table
 from ..space.networks import networks
+from ..space.refs import is_torchvision
 from .common import positive
 
 
@@ -70,7 +71,7 @@ def _classes(args: argparse.Namespace, model: str) -> int | None:
     """--num-classes, else the classes of --teacher-weights (a torchvision:NAME teacher's classifier)."""
     if args.teacher_weights is None:
         return args.num_classes
-    if not model.lower().startswith("torchvision:"):
+    if not is_torchvision(model):
         raise BlockSwapError("--teacher-weights goes with --model torchvision:NAME")
     from ..nn.teacher import weights_classes
 

@@ -11,6 +11,7 @@ from ..report.table import format_table
 from ..search import EXECUTORS, RunOptions, SearchConfig, default_workers, run_search
 from ..search.config import TASKS
 from ..space.budget import format_count
+from ..space.refs import is_torchvision
 from .common import DATA_HELP, OVERWRITE_HELP, non_negative, positive
 
 _D = SearchConfig()
@@ -125,7 +126,7 @@ def _check_teacher_classes(weights: str, config: SearchConfig) -> None:
     from ..errors import BlockSwapError
     from ..nn.teacher import weights_classes
 
-    if not config.model.startswith("torchvision:"):
+    if not is_torchvision(config.model):
         raise BlockSwapError("--teacher-weights goes with --model torchvision:NAME")
     teacher = weights_classes(weights)
     data = config.data.known_classes or load_split(config.data, "train", config.input_size, "cpu", 0).num_classes

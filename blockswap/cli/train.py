@@ -19,6 +19,7 @@ from ..data.spec import parse_data
 from ..errors import BlockSwapError
 from ..space.budget import format_count
 from ..space.genotype import load_genotype
+from ..space.refs import is_torchvision, torchvision_arch
 from ..train import RECIPES, ModelDesc, TrainConfig, load_checkpoint, parse_model, recipe, train_model
 from .common import DATA_HELP, DEVICE_HELP, OVERWRITE_HELP, non_negative, positive
 
@@ -167,8 +168,9 @@ def _student_model(args: argparse.Namespace) -> ModelDesc:
         except BlockSwapError:
             network = None  # inline text or a CSV: it does not (a bad file fails below)
     if args.teacher is not None:
-        if str(args.teacher).lower().startswith("torchvision:"):
-            network = network or str(args.teacher).partition(":")[2]
+        arch = torchvision_arch(str(args.teacher))
+        if arch is not None:
+            network = network or arch
         else:
             teacher_model = load_checkpoint(args.teacher)["model"]
             if network is None and teacher_model.get("kind") == "blockswap":
@@ -188,14 +190,14 @@ def _pruned_model(args: argparse.Namespace) -> ModelDesc:
     if args.prune_params is None:
         raise BlockSwapError("--prune needs --prune-params, the budget of non-zero parameters (e.g. 400k)")
     source = args.prune_source or (args.teacher if args.prune == "l1" else None)
-    if args.prune == "l1" and (source is None or str(source).lower().startswith("torchvision:")):
+    if args.prune == "l1" and (source is None or is_torchvision(str(source))):
         raise BlockSwapError("--prune l1 prunes a trained teacher: give --teacher (or --prune-source) a run "
                              "folder of 'blockswap train teacher'")
     if args.prune == "snip" and args.prune_source is not None:
         raise BlockSwapError("--prune snip prunes at initialisation; --prune-source goes with l1")
     network, input_size = args.model, args.input_size
     reference = source or args.teacher
-    if reference is not None and not str(reference).lower().startswith("torchvision:"):
+    if reference is not None and not is_torchvision(str(reference)):
         teacher_model = load_checkpoint(reference)["model"]
         network = network or teacher_model["name"]
         input_size = input_size or teacher_model.get("input_size")

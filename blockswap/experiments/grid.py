@@ -80,14 +80,15 @@ def _students(spec: ExperimentSpec, method: str, options: dict[str, Any], seed: 
         return [Run(f"student/reduced/{name}/s{seed}", "student", method, None, seed, {"model": name})
                 for name in options["models"]]
     if method == "sensitivity":
-        n = network_spec(spec.model).num_blocks
+        net = network_spec(spec.model)  # resolved once for every position
+        n = net.num_blocks
         out.append(Run(f"student/sensitivity/standard/s{seed}", "student", method, None, seed,
-                       {"position": None, "genotype": Genotype.standard(spec.model).text}))
+                       {"position": None, "genotype": Genotype.standard(net).text}))
         for p in range(n):
             names = ["S"] * n
             names[p] = options["block"]
             out.append(Run(f"student/sensitivity/p{p:02d}/s{seed}", "student", method, None, seed,
-                           {"position": p, "genotype": Genotype(spec.model, tuple(map(parse_block, names))).text}))
+                           {"position": p, "genotype": Genotype(net, tuple(map(parse_block, names))).text}))
         return out
     for budget in spec.budgets:
         where = f"{budget_label(budget)}/s{seed}"

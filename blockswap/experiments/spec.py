@@ -42,6 +42,7 @@ from ..proxies.registry import parse_signal
 from ..space.blocks import parse_block, parse_candidates
 from ..space.budget import Budget, parse_budget
 from ..space.networks import network_spec
+from ..space.refs import is_torchvision
 from ..train.config import TrainConfig, recipe
 
 if sys.version_info >= (3, 11):
@@ -190,7 +191,7 @@ def parse_experiment(raw: dict[str, Any], where: str = "experiment") -> Experime
         raise BlockSwapError(f"{where}: input_size must be an integer >= 8, got {input_size!r}")
     teacher_model = raw.get("teacher_model")
     if teacher_model is not None:
-        if not str(teacher_model).lower().startswith("torchvision:"):
+        if not is_torchvision(str(teacher_model)):
             raise BlockSwapError(f"{where}: teacher_model {teacher_model!r} must be torchvision:NAME (a given, "
                                  "trained teacher); leave it out to train the teachers of `model`")
         if any(m.name == "l1" for m in methods):

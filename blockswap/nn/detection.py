@@ -19,7 +19,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..space.genotype import Genotype, as_genotype
-from ..space.networks import network_spec
+from ..space.networks import NetworkSpec, network_spec
 from .layers import NormLayer
 from .network import BlockSwapNet
 
@@ -55,7 +55,7 @@ def max_size_for(min_size: int) -> int:
     return round(min_size * 1333 / 800)
 
 
-def build_detector(network: str, genotype: "Genotype | str | list | None", num_classes: int, *,
+def build_detector(network: "str | NetworkSpec", genotype: "Genotype | str | list | None", num_classes: int, *,
                    min_size: int = 800, max_size: int | None = None,
                    norm_layer: NormLayer | None = None) -> MaskRCNN:
     """A Mask R-CNN with a BlockSwap backbone of `network` (e.g. "resnet34") and `genotype`.
@@ -65,7 +65,7 @@ def build_detector(network: str, genotype: "Genotype | str | list | None", num_c
     default: that ratio at `min_size`). Weights are drawn from torch's global generator.
     """
     spec = network_spec(network).backbone()
-    geno = Genotype.standard(spec.name) if genotype is None else as_genotype(genotype, spec.name)
+    geno = as_genotype(genotype, spec)
     body = BlockSwapNet(spec, list(geno.blocks), norm_layer)
     return MaskRCNN(BlockSwapFPN(body), num_classes=num_classes, min_size=min_size,
                     max_size=max_size or max_size_for(min_size))

@@ -23,6 +23,7 @@ from ..errors import BlockSwapError, choices
 from ..registry import did_you_mean
 from ..space.blocks import BlockType, Groups
 from ..space.networks import NetworkSpec, register_network
+from ..space.refs import TORCHVISION_PREFIX
 
 # torchvision builders of ResNet-style networks (all share the layout above).
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
@@ -112,8 +113,8 @@ def _torchvision_space(arch: str) -> NetworkSpec:
 
     if arch not in RESNETS:
         raise BlockSwapError(f"unknown torchvision network {arch!r}; valid: {choices(RESNETS)}"
-                             f"{did_you_mean(f'torchvision:{arch}', [f'torchvision:{a}' for a in RESNETS])}")
-    return students_space(getattr(torchvision.models, arch)(weights=None), f"torchvision:{arch}")
+                             f"{did_you_mean(TORCHVISION_PREFIX + arch, [TORCHVISION_PREFIX + a for a in RESNETS])}")
+    return students_space(getattr(torchvision.models, arch)(weights=None), TORCHVISION_PREFIX + arch)
 
 
 @register_network(r"torchvision:(?P<arch>[a-z0-9_]+)", "torchvision:NAME (NAME: " + ", ".join(RESNETS) + ")",
@@ -124,7 +125,12 @@ def _torchvision(match: re.Match[str]) -> NetworkSpec:
 
 def register_students_space(module: nn.Module, name: str) -> NetworkSpec:
     """Discover the student space of a user's own ResNet-style `module` and register it as network
-    `name`, usable wherever a network name is (``build_model(name, genotype)``, ``cost``, searches)."""
+    `name`, usable wherever a network name is (``build_model(name, genotype)``, ``cost``, searches).
+
+    The name is registered in this process only. What leaves the process carries the returned
+    spec itself (a `Genotype`'s `spec`, a `SearchConfig`'s `spec`, pickled to worker processes and
+    Ray actors), so a search with the process or Ray executor scores the space; a run folder
+    names the network, so resuming it needs the space registered again first."""
     spec = students_space(module, name)
     register_network(re.escape(name.strip().lower()), name)(lambda _match: spec)
     return spec

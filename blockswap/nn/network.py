@@ -63,7 +63,7 @@ class BlockSwapNet(nn.Module):
 
     @property
     def genotype(self) -> Genotype:
-        return Genotype(self.spec.name, tuple(b.block_type for b in self.blocks))
+        return Genotype(self.spec, tuple(b.block_type for b in self.blocks))
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:
@@ -160,5 +160,5 @@ def build_model(name: "str | NetworkSpec", genotype: "Genotype | str | list | No
     2243546
     """
     spec = network_spec(name, num_classes)
-    geno = Genotype.standard(spec.name) if genotype is None else as_genotype(genotype, spec.name)
+    geno = as_genotype(genotype, spec)
     return BlockSwapNet(spec, list(geno.blocks), norm_layer)

@@ -20,7 +20,7 @@ from ..registry import Registry
 from ..space.blocks import BlockType, default_candidates, parse_candidates
 from ..space.budget import Budget, parse_budget
 from ..space.latency import LatencyTable, load_latency_table
-from ..space.networks import network_spec
+from ..space.networks import NetworkSpec, network_spec
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,16 @@ class SearchConfig:
     # "detection": candidates are Mask R-CNN backbones (paper Sec. 7) scored on COCO-layout data;
     # the budget counts the backbone (no classifier) and `input_size` is the detector's min_size.
     task: str = "classification"
+    # The network `model` names, resolved once here (`model` may also be given as a NetworkSpec):
+    # pickled with the config to worker processes and Ray actors, so a space registered at run
+    # time (`nn.discover.register_students_space`) is scored there too; `model` stays the name
+    # (run.json, resume, seeds).
+    spec: NetworkSpec = field(default=None, init=False, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
-        set_("model", network_spec(self.model).name)
+        set_("spec", network_spec(self.model))
+        set_("model", self.spec.name)
         tolerance = self.tolerance
         if tolerance is None:
             tolerance = self.budget.tolerance if isinstance(self.budget, Budget) else 0.025
@@ -127,7 +133,7 @@ class SearchConfig:
         """Input side for costs: `input_size`, else the network's (224) or the detector's (800)."""
         if self.input_size is not None:
             return self.input_size
-        return DETECTION_MIN_SIZE if self.task == "detection" else network_spec(self.model).input_size
+        return DETECTION_MIN_SIZE if self.task == "detection" else self.spec.input_size
 
     @property
     def rank_signal(self) -> Signal:

@@ -28,7 +28,6 @@ from ..progress import progress
 from ..seeding import derive_seed
 from ..space.costs import CostTable
 from ..space.genotype import Genotype
-from ..space.networks import network_spec
 from .config import RunOptions, SearchConfig
 from .executors import executor
 from .sampler import sample_genotypes
@@ -165,7 +164,7 @@ def _sample(config: SearchConfig, timings: dict[str, float], say: Callable[[str]
     if config.latency_table is not None and config.latency is None:
         raise BlockSwapError(f"latency table {config.latency_table!r} is missing or is not the recorded one "
                              f"(sha256 {config.latency_table_sha256[:12]}...)")
-    spec = network_spec(config.model, num_classes)
+    spec = config.spec.with_classes(num_classes)
     if config.task == "detection":  # the detector keeps the stages and drops pool and classifier
         spec = spec.backbone()
     table = CostTable(spec, config.candidates, config.spec_input_size, latency=config.latency)
@@ -225,7 +224,7 @@ def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling:
                     "score": full[idx]["score"], "signals": full[idx]["signals"], "seed": c.seed})
     best = top[0]
     signal = config.rank_signal
-    geno = Genotype.from_text(best["genotype"], config.model)
+    geno = Genotype.from_text(best["genotype"], config.spec)
     geno.save(out / "winner.json", signal=signal.name, score=best["score"], params=best["params"],
               macs=best["macs"], seed=best["seed"], search=str(out))
     atomic_write_json(out / "top.json", {**TOP_FILE.stamp(), "signal": signal.name,

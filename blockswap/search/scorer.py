@@ -21,7 +21,6 @@ from ..proxies.detection import detector_fisher
 from ..proxies.fisher import MEMORY_FORMATS, FisherPotential
 from ..proxies.registry import NonFiniteSignal
 from ..seeding import derive_seed, torch_seed
-from ..space.networks import network_spec
 from .config import RunOptions, SearchConfig
 
 Task = tuple[int, str, str]  # (candidate index, genotype text, stage "full" or "slice")
@@ -51,8 +50,7 @@ def scoring_data(config: SearchConfig) -> ScoringData:
         images, targets = split.sample(config.batch_size, gen)
         batch = ([x.numpy() for x in images], [{k: v.numpy() for k, v in t.items()} for t in targets])
         return ScoringData((batch,), split.num_classes)
-    spec = network_spec(config.model)
-    split = load_split(config.data, "train", config.input_size or spec.input_size, "cpu")
+    split = load_split(config.data, "train", config.input_size or config.spec.input_size, "cpu")
     split.check_batch_size(config.batch_size, f"training split of {config.data}")  # as `train` does
     gen = torch.Generator().manual_seed(derive_seed(config.seed, "minibatch"))
     out = []
@@ -104,9 +102,10 @@ class Scorer:
         """
         with torch_seed(candidate_seed(self.config, genotype_text)):
             if self.config.task == "detection":
-                return build_detector(self.config.model, genotype_text, self.num_classes,
+                return build_detector(self.config.spec, genotype_text, self.num_classes,
                                       min_size=self.config.spec_input_size).to(self.device)
-            model = build_model(self.config.model, genotype_text, self.num_classes)
+            # From the config's spec, not its name: a worker need not have the network registered.
+            model = build_model(self.config.spec, genotype_text, self.num_classes)
         return model.to(self.device, memory_format=self.memory_format)
 
     def score(self, task: Task) -> dict[str, Any]:

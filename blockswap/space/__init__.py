@@ -9,6 +9,7 @@ from .complexity import Complexity, Plan, plan_cost
 from .costs import BlockCost, CostTable, NetworkCost, block_cost, block_layers, network_cost
 from .genotype import Genotype, as_genotype, load_genotype, read_reference_csv, reference_genotype, reference_names
 from .networks import BlockSlot, NetworkSpec, network_spec, networks, register_network
+from .refs import TeacherRef, is_torchvision, parse_teacher, torchvision_arch
 
 __all__ = [
     "DEFAULT_CANDIDATE_NAMES", "BlockCost", "BlockSlot", "BlockType", "Budget", "Complexity", "CostTable",
@@ -17,4 +18,5 @@ __all__ = [
     "network_spec", "networks", "parse_block", "parse_budget", "parse_candidates", "parse_count", "plan_cost",
     "read_reference_csv", "reference_genotype", "reference_names", "register_candidate_set", "register_family", "register_network",
     "split_types",
+    "TeacherRef", "is_torchvision", "parse_teacher", "torchvision_arch",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import BlockSwapError, choices
 from .blocks import BlockType, parse_block
 from .complexity import Complexity, Conv, Norm, Plan
-from .genotype import Genotype, as_genotype
+from .genotype import as_genotype
 from .latency import LatencyTable
 from .networks import BlockSlot, NetworkSpec, network_spec
 
@@ -104,7 +104,7 @@ def network_cost(name: "str | NetworkSpec", genotype=None, input_size: int | Non
     """
     spec = network_spec(name, num_classes)
     size = check_input_size(spec, input_size)
-    geno = Genotype.standard(spec.name) if genotype is None else as_genotype(genotype, spec.name)
+    geno = as_genotype(genotype, spec)
     per_block = []
     for slot, block in zip(spec.slots(size), geno.blocks):
         params, macs = block_cost(block, slot)

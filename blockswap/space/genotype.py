@@ -27,33 +27,58 @@ from .networks import NetworkSpec, network_spec
 GENOTYPE_FILE = FileFormat("blockswap.genotype", 1, "BlockSwap genotype")
 
 
-@dataclass(frozen=True)
-class Genotype:
-    """A student architecture: `network` (e.g. ``wrn-40-2``) and its blocks' types in order."""
+NetworkRef = "str | NetworkSpec"  # a network name ("wrn-40-2") or its resolved spec
 
-    network: str
+
+@dataclass(frozen=True, eq=False)
+class Genotype:
+    """A student architecture: its network's `spec` and its blocks' types in order.
+
+    Made from a network name (``Genotype("wrn-40-2", blocks)``, resolved once, here) or from a
+    `NetworkSpec` (kept as given: a space registered at run time travels with its genotypes to
+    worker processes). `network` is the network's name; two genotypes are equal when their
+    network names and blocks are.
+    """
+
+    spec: NetworkSpec
     blocks: tuple[BlockType, ...]
 
     def __post_init__(self) -> None:
-        spec = network_spec(self.network)
-        object.__setattr__(self, "network", spec.name)
+        object.__setattr__(self, "spec", network_spec(self.spec))
         object.__setattr__(self, "blocks", tuple(parse_block(b) for b in self.blocks))
-        self.check(spec)
+        self.check()
+
+    @property
+    def network(self) -> str:
+        """The network's name, e.g. ``wrn-40-2`` (what the JSON form stores)."""
+        return self.spec.name
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Genotype):
+            return NotImplemented
+        return (self.network, self.blocks) == (other.network, other.blocks)
+
+    def __hash__(self) -> int:
+        return hash((self.network, self.blocks))
+
+    def __repr__(self) -> str:
+        return f"Genotype({self.network!r}, {self.text!r})"
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def standard(cls, network: str) -> "Genotype":
+    def standard(cls, network: NetworkRef) -> "Genotype":
         """The unswapped network: the network's own blocks (S for WRNs and the paper's ResNets)."""
         spec = network_spec(network)
-        return cls(network, tuple(spec.standard) if spec.standard else (BlockType("S"),) * spec.num_blocks)
+        return cls(spec, tuple(spec.standard) if spec.standard else (BlockType("S"),) * spec.num_blocks)
 
     @classmethod
-    def uniform(cls, network: str, block: str | BlockType) -> "Genotype":
+    def uniform(cls, network: NetworkRef, block: str | BlockType) -> "Genotype":
         """A single-blocktype network (Moonshine): every block of type `block`."""
-        return cls(network, (parse_block(block),) * network_spec(network).num_blocks)
+        spec = network_spec(network)
+        return cls(spec, (parse_block(block),) * spec.num_blocks)
 
     @classmethod
-    def from_text(cls, text: str, network: str) -> "Genotype":
+    def from_text(cls, text: str, network: NetworkRef) -> "Genotype":
         """Parse ``"S,G(4),BG(2,M/8),..."`` (commas inside parentheses are kept)."""
         names = split_types(text, "genotype")
         if not names:
@@ -76,12 +101,22 @@ class Genotype:
         return {**GENOTYPE_FILE.stamp(), "network": self.network, "blocks": self.names}
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "genotype") -> "Genotype":
+    def from_dict(cls, data: Any, source: str = "genotype", network: NetworkRef | None = None) -> "Genotype":
+        """Read the JSON form; its network name is resolved here, once, or must be the name of
+        `network` (a spec given by the caller, e.g. one registered at run time)."""
         GENOTYPE_FILE.check(data, source)
         blocks = data.get("blocks")
         if not isinstance(data.get("network"), str) or not isinstance(blocks, list):
             raise BlockSwapError(f"{source}: a genotype needs \"network\" (string) and \"blocks\" (list)")
-        return cls(data["network"], tuple(parse_block(b) for b in blocks))
+        if network is None:
+            return cls(data["network"], tuple(parse_block(b) for b in blocks))
+        spec = network_spec(network)
+        # Names compare as the registry matches them (case-insensitive), without a look-up: a
+        # worker process may hold the spec of a network registered only in the main process.
+        if data["network"].strip().lower() != spec.name.lower():
+            raise BlockSwapError(f"genotype file {source!r} is for {data['network']}, not {spec.name}")
+        return cls(spec, tuple(parse_block(b) for b in blocks))
+        return cls(spec, tuple(parse_block(b) for b in blocks))
 
     def save(self, path: str | Path, **meta: Any) -> Path:
         """Write the versioned JSON form atomically; `meta` (score, cost, ...) is kept alongside."""
@@ -92,7 +127,8 @@ class Genotype:
 
     # ---- checks ------------------------------------------------------------------------
     def check(self, spec: NetworkSpec | None = None) -> None:
-        spec = spec or network_spec(self.network)
+        """Raise unless the blocks fit `spec` (default: the genotype's own network)."""
+        spec = spec or self.spec
         if len(self.blocks) != spec.num_blocks:
             raise BlockSwapError(
                 f"genotype has {len(self.blocks)} blocks but {spec.name} has {spec.num_blocks} "
@@ -105,7 +141,7 @@ class Genotype:
                     f"channels: {problem}")
 
 
-def read_reference_csv(path: str | Path, network: str, row: int = 0) -> Genotype:
+def read_reference_csv(path: str | Path, network: NetworkRef, row: int = 0) -> Genotype:
     """Read a genotype CSV of the authors' code (``,index,convs,fisher``; convs a list literal)."""
     path = Path(path)
     try:
@@ -146,51 +182,54 @@ def reference_genotype(name: str) -> Genotype:
     return read_reference_csv(path, network)
 
 
-def load_genotype(source: str | Path, network: str | None = None) -> Genotype:
+def load_genotype(source: str | Path, network: NetworkRef | None = None) -> Genotype:
     """A genotype from a JSON file, a reference CSV, ``reference:NAME``, ``uniform:TYPE`` (every
     block TYPE, e.g. ``uniform:G(N)``), or inline text.
 
-    `network` is required for CSV and text (they do not name it) and, when given with a JSON
-    file or a reference name, must match its network.
+    `network` (a name or a `NetworkSpec`) is required for CSV and text (they do not name it)
+    and, when given with a JSON file or a reference name, must match its network.
     """
     text = str(source).strip()
+    spec = None if network is None else network_spec(network)  # resolved once
     if text.startswith("uniform:"):  # every block one type: a single-blocktype network (Moonshine)
-        return Genotype.uniform(_need(network, text), text.partition(":")[2])
+        return Genotype.uniform(_need(spec, text), text.partition(":")[2])
     if text.startswith("reference:"):
-        geno = reference_genotype(text.partition(":")[2])
-        if network is not None and network_spec(network).name != geno.network:
-            raise BlockSwapError(f"reference genotype {text!r} is for {geno.network}, not {network}")
-        return geno
+        return _matching(reference_genotype(text.partition(":")[2]), spec, f"reference genotype {text!r}")
     path = Path(text)
     looks_like_file = path.suffix.lower() in (".json", ".csv") or path.is_file()
     if looks_like_file:
         if not path.is_file():
             raise BlockSwapError(f"genotype file {text!r} does not exist")
         if path.suffix.lower() == ".csv":
-            return read_reference_csv(path, _need(network, text))
+            return read_reference_csv(path, _need(spec, text))
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BlockSwapError(f"cannot read genotype file {text!r}: {exc}") from None
-        geno = Genotype.from_dict(data, text)
-        if network is not None and network_spec(network).name != geno.network:
-            raise BlockSwapError(f"genotype file {text!r} is for {geno.network}, not {network}")
-        return geno
-    return Genotype.from_text(text, _need(network, "inline genotype"))
+        return Genotype.from_dict(data, text, spec)
+    return Genotype.from_text(text, _need(spec, "inline genotype"))
 
 
-def _need(network: str | None, what: str) -> str:
-    if network is None:
+def _need(spec: NetworkSpec | None, what: str) -> NetworkSpec:
+    if spec is None:
         raise BlockSwapError(f"{what} does not name its network; give the model (e.g. --model wrn-40-2)")
-    return network
+    return spec
 
 
-def as_genotype(obj: "Genotype | str | Path | Iterable[str | BlockType]", network: str) -> Genotype:
-    """Coerce a Genotype, a file path / text, or a list of block types to a Genotype of `network`."""
+def _matching(geno: Genotype, spec: NetworkSpec | None, what: str) -> Genotype:
+    if spec is not None and spec.name != geno.network:
+        raise BlockSwapError(f"{what} is for {geno.network}, not {spec.name}")
+    return geno
+
+
+def as_genotype(obj: "Genotype | str | Path | Iterable[str | BlockType] | None", network: NetworkRef) -> Genotype:
+    """Coerce a Genotype, a file path / text, or a list of block types to a Genotype of `network`
+    (a name or a `NetworkSpec`); None is the network's standard genotype."""
+    spec = network_spec(network)
+    if obj is None:
+        return Genotype.standard(spec)
     if isinstance(obj, Genotype):
-        if obj.network != network_spec(network).name:
-            raise BlockSwapError(f"genotype is for {obj.network}, not {network}")
-        return obj
+        return _matching(obj, spec, "genotype")
     if isinstance(obj, (str, Path)):
-        return load_genotype(obj, network)
-    return Genotype(network, tuple(parse_block(b) for b in obj))
+        return load_genotype(obj, spec)
+    return Genotype(spec, tuple(parse_block(b) for b in obj))

@@ -16,6 +16,7 @@ from ..errors import BlockSwapError
 from ..files import FileFormat
 from ..outdir import RunFolder
 from ..nn.teacher import build_teacher
+from ..space.refs import TeacherRef, parse_teacher
 from .models import ModelDesc
 
 RUN_RECORD = FileFormat("blockswap.run", 1, "BlockSwap run record")  # record.json of a finished run (read by report)
@@ -49,26 +50,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     return state
 
 
-def load_model(source: str | Path, weights: str | Path | None = None,
+def load_model(source: "str | Path | TeacherRef", weights: str | Path | None = None,
                device: str | torch.device = "cpu") -> tuple[nn.Module, ModelDesc]:
     """A trained network in eval mode and its description, from a checkpoint or torchvision.
 
     `source`: a checkpoint file or run folder written by `train`, or ``torchvision:NAME``
-    (resnet18/resnet34) with ImageNet weights from the local file `weights` (never downloaded).
+    (resnet18/resnet34) with ImageNet weights from the local file `weights` (never downloaded),
+    or a `TeacherRef` of either kind.
     """
-    text = str(source)
-    if text.lower().startswith("torchvision:"):
-        name = ModelDesc("torchvision", text.partition(":")[2]).name  # checks the name
-        if weights is None:
+    ref = parse_teacher(source, weights)
+    text = ref.text
+    if ref.kind == "module":
+        raise BlockSwapError(f"teacher {text}: a module teacher is the nn.Module itself; there is no file to load")
+    if ref.kind == "torchvision":
+        name = ModelDesc("torchvision", ref.source).name  # checks the name
+        if ref.weights is None:
             raise BlockSwapError(f"{text} needs its weights file (e.g. resnet34-b627a593.pth from torchvision, "
                                  "or a state dict of your fine-tuned copy); nothing is downloaded")
-        net = build_teacher(name, weights)  # classes: the weights' classifier's
+        net = build_teacher(name, ref.weights)  # classes: the weights' classifier's
         classes = [m for m in net.modules() if isinstance(m, nn.Linear)][-1].out_features
         desc = ModelDesc("torchvision", name, None, classes, 224)
     else:
-        if weights is not None:
-            raise BlockSwapError("a weights file goes with torchvision:NAME; a BlockSwap checkpoint "
-                                 "already holds its weights")
         state = load_checkpoint(text, "cpu")
         try:
             desc = ModelDesc(**state["model"])

@@ -16,6 +16,7 @@ from ..seeding import torch_seed
 from ..space.costs import network_cost
 from ..space.genotype import load_genotype
 from ..space.networks import network_spec
+from ..space.refs import TORCHVISION_PREFIX, torchvision_arch
 
 KINDS = ("blockswap", "torchvision")
 
@@ -81,7 +82,7 @@ class ModelDesc:
 
     @property
     def text(self) -> str:
-        return f"torchvision:{self.name}" if self.kind == "torchvision" else self.name
+        return TORCHVISION_PREFIX + self.name if self.kind == "torchvision" else self.name
 
     def build(self) -> nn.Module:
         """A freshly initialised network (global RNG: call under a seed, see `init_model`)."""
@@ -116,12 +117,12 @@ def counted_cost(net: nn.Module, input_size: int) -> dict[str, int]:
 def parse_model(text: str, genotype: str | None = None, num_classes: int | None = None,
                 input_size: int | None = None) -> ModelDesc:
     """'wrn-40-2' / 'resnet34' (BlockSwap networks) or 'torchvision:resnet34'."""
-    kind, sep, name = str(text).strip().partition(":")
-    if sep and kind.lower() == "torchvision":
+    arch = torchvision_arch(str(text))
+    if arch is not None:
         if genotype is not None:  # a student in the space of torchvision's network (`nn.discover`)
-            return ModelDesc("blockswap", f"torchvision:{name.strip().lower()}", genotype, num_classes, input_size)
-        return ModelDesc("torchvision", name, None, num_classes, input_size)
-    if sep:
+            return ModelDesc("blockswap", TORCHVISION_PREFIX + arch, genotype, num_classes, input_size)
+        return ModelDesc("torchvision", arch, None, num_classes, input_size)
+    if ":" in str(text):
         raise BlockSwapError(f"unknown model {text!r}; write a network name (wrn-40-2, resnet34) or "
                              f"torchvision:NAME with NAME one of {choices(TEACHERS)}")
     return ModelDesc("blockswap", text, genotype, num_classes, input_size)
