@@ -136,9 +136,9 @@ def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     n = inputs.shape[0]
     step = n if micro_batch is None else micro_batch
     per_block = np.zeros(len(model.blocks))
-    with exact_run(model, inputs, memory_format) as inputs:
+    with exact_run(model, inputs, memory_format) as laid_out:
         for start in range(0, n, step):
-            x = inputs[start:start + step]
+            x = laid_out[start:start + step]
             y = targets[start:start + step]
             # Hooks are gone before the backward pass, so a checkpoint's recomputation adds nothing.
             with probe_outputs(model) as acts, _checkpointed_blocks(model, checkpoint):
