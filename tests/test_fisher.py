@@ -125,8 +125,11 @@ def test_snip_and_accuracy_signals_match_direct_formulas():
     opt = torch.optim.SGD(stepped.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     F.cross_entropy(stepped(x), y).backward()
     opt.step()
-    norms = sum(float(p.detach().norm()) for p in stepped.parameters())
-    assert parse_signal("l2@1")(tiny(), [(x, y)]) == pytest.approx(norms, rel=1e-6)
+    # "sum of L2 norms of the weights" (Table 1): conv and linear weights, BN's gammas excluded
+    norms = sum(float(m.weight.detach().norm()) for m in stepped.modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert parse_signal("weight_l2@1")(tiny(), [(x, y)]) == pytest.approx(norms, rel=1e-6)
+    assert parse_signal("l2@1")(tiny(), [(x, y)]) == pytest.approx(norms, rel=1e-6)  # BlockSwap 0.1's name
 
 
 def test_naswot_matches_hamming_kernel():
@@ -158,7 +161,8 @@ def test_synflow_and_jacob_cov_are_finite_and_leave_the_model_alone():
 
 
 def test_registry_is_strict():
-    with pytest.raises(BlockSwapError, match="valid signals: fisher, train_acc, l2, grad_norm, snip"):
+    with pytest.raises(BlockSwapError, match="valid signals: fisher, train_acc, weight_l2, grad_l1, snip.*"
+                                             "did you mean 'fisher'"):
         get_proxy("fishr")
     with pytest.raises(BlockSwapError, match="one minibatch at initialisation"):
         parse_signal("snip@3")
@@ -173,3 +177,35 @@ def test_bad_batches_are_one_line_errors():
         fisher_potential(tiny(), *batch(n=1))
     with pytest.raises(BlockSwapError, match="not both"):
         fisher_potential(tiny(), *batch(), checkpoint=True, micro_batch=4)
+
+
+@pytest.mark.parametrize("model, inputs, match", [
+    (None, None, "model must be a torch.nn.Module"),
+    (torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10)), None,
+     "model must be a BlockSwap network"),
+    ("net", torch.randn(6, 1, 16, 16), "inputs have 1 channels but the model's first conv takes 3"),
+    ("net", torch.randn(6, 3, 16, 16, dtype=torch.float64), "inputs are torch.float64 but the model's weights"),
+    ("net", torch.randn(6, 3, 16, 16).half(), "inputs are torch.float16 but the model's weights"),
+    ("net", torch.randn(6, 3, 16), "inputs must be a floating-point tensor"),
+])
+def test_bad_arguments_are_one_line_errors_naming_the_argument(model, inputs, match):
+    # issue 21: these ended in raw AttributeError / TypeError / RuntimeError from deep inside
+    x, y = batch()
+    model = tiny() if model == "net" else model
+    with pytest.raises(BlockSwapError, match=match) as info:
+        fisher_potential(model, x if inputs is None else inputs, y)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("scale", [1e30, 0.0])
+def test_overflow_to_zero_activations_is_reported_not_scored(scale):
+    # 1e30 inputs: BN's float32 variance overflows, every normalised activation is 0 and the
+    # potential came out exactly 0.0 with no error (issue 21); all-zero inputs likewise.
+    from blockswap.proxies import NonFiniteSignal
+
+    x, y = batch()
+    with pytest.raises(NonFiniteSignal, match="activations of block 0 are all zero"):
+        fisher_potential(tiny(), x * scale, y)
+    with pytest.raises(NonFiniteSignal):
+        parse_signal("fisher@2")(tiny(), [(x * scale, y), (x, y)])
+    assert fisher_potential(tiny(), x * 1e3, y).total > 0  # large but representable: scored

@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signals", default="fisher",
                    help="comma-separated signals to record, the first ranks (default fisher); "
                         f"one of {', '.join(PROXIES)}, training ones as name@k")
+    p.add_argument("--rank-by", default=None,
+                   help="what ranks the candidates: a signal (fisher, macs, snip, ...) or an aggregate "
+                        "such as 'mean_rank(fisher,macs,synflow)' (mean of the candidates' ranks); its "
+                        "signals are recorded too (default: the first of --signals, fisher)")
     p.add_argument("--augment", action="store_true", help="draw the minibatch with training augmentation")
     p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default: the model's)")
     p.add_argument("--halving", action="store_true",
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, budget=args.budget, tolerance=args.tolerance, candidates=args.candidates,
         samples=args.samples, data=args.data, seed=args.seed, task=args.task,
         batch_size=args.batch_size or (DETECTION_BATCH if args.task == "detection" else _D.batch_size),
-        signals=tuple(s for s in args.signals.split(",") if s.strip()), augment=args.augment,
+        signals=tuple(s for s in args.signals.split(",") if s.strip()), rank_by=args.rank_by, augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
         halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table)
     if args.teacher_weights is not None:

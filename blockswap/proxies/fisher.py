@@ -14,11 +14,16 @@ Speed: only the gradients at the probes are needed, so autograd is asked for exa
 stops at the first probe. The channels-last memory format makes oneDNN's convolutions faster;
 on the CPU, batch norm then runs through `nn.exact_bn` (the native channels-last kernel
 accumulates its statistics in float32 and is up to 1e-2 off per block; see docs/search.md).
+
+Overflow: a network that overflows (inputs of 1e30: BN's float32 variance is infinite and
+every normalised activation 0) would give a potential of exactly 0 and win nothing silently;
+a probe output that is non-finite or all zero is reported instead (`NonFiniteSignal`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -27,11 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from ..errors import BlockSwapError, choices
-from ..nn.exact_bn import exact_batch_norm
-from .registry import ProxyOptions, check_batch, check_signal, output_classes
+from .execution import MEMORY_FORMATS, exact_run
+from .probes import probe_outputs
+from .registry import NonFiniteSignal, ProxyOptions, check_batch, check_model, check_signal, output_classes
 
-MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+__all__ = ["MEMORY_FORMATS", "FisherPotential", "block_fisher", "check_probes", "fisher_potential", "probe_outputs"]
 
 
 class FisherPotential(NamedTuple):
@@ -39,19 +44,6 @@ class FisherPotential(NamedTuple):
 
     total: float
     per_block: tuple[float, ...]
-
-
-@contextlib.contextmanager
-def probe_outputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect each block's probe output (forward hooks; removed on exit, before any backward)."""
-    outputs: list[torch.Tensor] = []
-    handles = [block.probe.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-               for block in model.blocks]
-    try:
-        yield outputs
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class _Checkpointed(nn.Module):
@@ -98,21 +90,16 @@ def block_fisher(a: torch.Tensor, g: torch.Tensor, n: int) -> float:
     return float(s.pow(2).sum() / (2 * n))
 
 
-@contextlib.contextmanager
-def _memory_format(model: nn.Module, fmt: torch.memory_format) -> Iterator[None]:
-    """`model`'s 4-D weights in `fmt` for the block, then back in the layout they had."""
-    weights = [p for p in model.parameters() if p.ndim == 4]
-    was_cl = bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last) \
-        and not weights[0].is_contiguous()
-    target = torch.channels_last if was_cl else torch.contiguous_format
-    if target == fmt:
-        yield
-        return
-    model.to(memory_format=fmt)
-    try:
-        yield
-    finally:
-        model.to(memory_format=target)
+def check_probes(acts: list[torch.Tensor], name: str) -> None:
+    """Raise `NonFiniteSignal` if a probe output is non-finite or all zero: the network
+    overflowed (or the minibatch is constant), and the potential would be NaN or exactly 0."""
+    with torch.no_grad():
+        for i, a in enumerate(acts):
+            peak = float(a.detach().abs().amax()) if a.numel() else 0.0
+            if not math.isfinite(peak) or peak == 0.0:
+                what = "non-finite" if not math.isfinite(peak) else "all zero"
+                raise NonFiniteSignal(f"ranking signal {name}: the activations of block {i} are {what} "
+                                      "(overflow in the network, or a constant minibatch?); scale the inputs")
 
 
 def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
@@ -144,23 +131,20 @@ def fisher_potential(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     >>> len(fp.per_block), abs(fp.total - sum(fp.per_block)) < 1e-12
     (3, True)
     """
-    ProxyOptions(checkpoint=checkpoint, micro_batch=micro_batch)  # validates the combination
+    check_model(model, inputs, blocks=True)
+    ProxyOptions(checkpoint=checkpoint, micro_batch=micro_batch, memory_format=memory_format)  # validates
     check_batch(inputs, targets, output_classes(model))
-    if memory_format not in MEMORY_FORMATS:
-        raise BlockSwapError(f"unknown memory format {memory_format!r}; valid: {choices(MEMORY_FORMATS)}")
-    fmt = MEMORY_FORMATS[memory_format]
-    model.train()
     n = inputs.shape[0]
     step = n if micro_batch is None else micro_batch
     per_block = np.zeros(len(model.blocks))
-    exact = exact_batch_norm(model) if inputs.device.type == "cpu" else contextlib.nullcontext()
-    with _memory_format(model, fmt), exact:
+    with exact_run(model, inputs, memory_format) as laid_out:
         for start in range(0, n, step):
-            x = inputs[start:start + step].contiguous(memory_format=fmt)
+            x = laid_out[start:start + step]
             y = targets[start:start + step]
             # Hooks are gone before the backward pass, so a checkpoint's recomputation adds nothing.
             with probe_outputs(model) as acts, _checkpointed_blocks(model, checkpoint):
                 logits = model(x)
+            check_probes(acts, "fisher")
             # Sum over the chunk / N: the gradient of the batch-mean loss (authors' criterion).
             loss = F.cross_entropy(logits, y, reduction="sum") / n
             grads = torch.autograd.grad(loss, acts)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
-from ..registry import Registry
+from ..registry import Registry, did_you_mean
+from .execution import memory_format
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -33,6 +34,7 @@ class ProxyOptions:
     weight_decay: float = 5e-4
 
     def __post_init__(self) -> None:
+        memory_format(self.memory_format)  # a known name, else one line naming the valid ones
         if self.micro_batch is not None and (not isinstance(self.micro_batch, int) or self.micro_batch < 2):
             raise BlockSwapError(f"micro_batch must be an integer >= 2 (BN needs two examples), got {self.micro_batch!r}")
         if self.micro_batch is not None and self.checkpoint:
@@ -55,6 +57,32 @@ def output_classes(model: nn.Module) -> int | None:
     return width
 
 
+def check_model(model: nn.Module, inputs: torch.Tensor, blocks: bool = False) -> None:
+    """Refuse a model a signal cannot run on `inputs`, naming the argument (issue 21): not a
+    module, no probed ``blocks`` (with `blocks`), or inputs of another channel count, dtype or
+    device than its first conv. Without this, torch fails deep inside with a raw error."""
+    if not isinstance(model, nn.Module):
+        raise BlockSwapError(f"model must be a torch.nn.Module (a BlockSwap network), got {type(model).__name__}")
+    if blocks and not (isinstance(getattr(model, "blocks", None), (list, tuple, nn.ModuleList)) and model.blocks
+                       and all(isinstance(getattr(b, "probe", None), nn.Module) for b in model.blocks)):
+        raise BlockSwapError(f"model must be a BlockSwap network (blocks with a probe, e.g. blockswap.build_model), "
+                             f"got {type(model).__name__}")
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
+        return  # check_batch names the problem
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        return
+    if inputs.shape[1] != conv.in_channels:
+        raise BlockSwapError(f"inputs have {inputs.shape[1]} channels but the model's first conv takes "
+                             f"{conv.in_channels}: give (N, {conv.in_channels}, H, W) inputs")
+    if inputs.dtype != conv.weight.dtype:
+        raise BlockSwapError(f"inputs are {inputs.dtype} but the model's weights are {conv.weight.dtype}: "
+                             "convert one to the other (inputs.to(dtype) or model.to(dtype))")
+    if inputs.device != conv.weight.device:
+        raise BlockSwapError(f"inputs are on {inputs.device} but the model is on {conv.weight.device}: "
+                             "move one to the other")
+
+
 def check_batch(inputs: torch.Tensor, targets: torch.Tensor | None, num_classes: int | None) -> None:
     """Refuse a minibatch a signal cannot use, with one line naming the bad value.
 
@@ -65,7 +93,7 @@ def check_batch(inputs: torch.Tensor, targets: torch.Tensor | None, num_classes:
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.ndim != 4:
         got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) \
             else type(inputs).__name__
-        raise BlockSwapError(f"inputs must be a floating-point tensor (N, 3, H, W), got {got}")
+        raise BlockSwapError(f"inputs must be a floating-point tensor (N, C, H, W), got {got}")
     if targets is not None:
         if not isinstance(targets, torch.Tensor) or targets.ndim != 1 or targets.is_floating_point() \
                 or targets.is_complex() or targets.dtype == torch.bool:
@@ -125,6 +153,9 @@ def register_proxy(name: str, *, higher_is_better: bool, trains: bool = False,
     def wrap(fn: ProxyFn) -> ProxyFn:
         @functools.wraps(fn)
         def checked(model: nn.Module, batches: Sequence[Batch], steps: int, options: ProxyOptions) -> Any:
+            if not batches:
+                raise BlockSwapError(f"ranking signal {name} needs at least one (inputs, targets) minibatch")
+            check_model(model, batches[0][0])
             classes = output_classes(model)
             for x, y in batches[:max(steps, 1)]:
                 check_batch(x, y if labels else None, classes)
@@ -162,16 +193,37 @@ class Signal:
     def higher_is_better(self) -> bool:
         return get_proxy(self.proxy).higher_is_better
 
+    @property
+    def components(self) -> tuple["Signal", ...]:
+        """The signals a ranking by this one needs computed: itself (an aggregate: several)."""
+        return (self,)
+
+    def scores(self, values: Mapping[int, Mapping[str, "float | None"]]) -> dict[int, "float | None"]:
+        """Each candidate's value of this signal, from its {signal name: value} record."""
+        return {i: v.get(self.name) for i, v in values.items()}
+
+    def order(self, values: Mapping[int, Mapping[str, "float | None"]]) -> list[int]:
+        """Candidate keys, best first (`rank`), from their {signal name: value} records."""
+        return rank(self.scores(values), self.higher_is_better)
+
     def __call__(self, model: nn.Module, batches: Sequence[Batch], options: ProxyOptions = ProxyOptions()):
         """The signal of `model` on `batches`. A training signal (``name@k``) takes its k SGD
         steps on `model` itself, as the search wants for a throw-away candidate: pass a copy
         to keep the original weights."""
+        if not isinstance(batches, Sequence) or isinstance(batches, torch.Tensor):
+            raise BlockSwapError(f"signal {self.name} takes a list of (inputs, targets) minibatches, "
+                                 f"got {type(batches).__name__}")
         if len(batches) < self.steps:
             raise BlockSwapError(f"signal {self.name} needs {self.steps} minibatches, got {len(batches)}")
         return get_proxy(self.proxy).fn(model, batches, self.steps, options)
 
 
 _SIGNAL = re.compile(r"^(?P<proxy>[a-z_0-9]+?)(?:@(?P<steps>[0-9]+))?$")
+# BlockSwap 0.1's names of the paper's Table 1 signals, still read (experiment presets and
+# stored results use them): "l2[@k]" is weight_l2@k, "grad_norm@k" (written with @k) grad_l1@k;
+# plain "grad_norm" is the field's (zero-cost-nas) gradient norm.
+_LEGACY = {"l2": "weight_l2"}
+_LEGACY_AT = {"grad_norm": "grad_l1"}
 
 
 def parse_signal(text: "str | Signal") -> Signal:
@@ -182,7 +234,10 @@ def parse_signal(text: "str | Signal") -> Signal:
     if not match:
         raise BlockSwapError(f"bad ranking signal {text!r}: write a name, or name@k for k training "
                              f"minibatches; valid names: {choices(PROXIES)}")
-    proxy = get_proxy(match["proxy"])
+    name = _LEGACY.get(match["proxy"], match["proxy"])
+    if match["steps"] is not None:
+        name = _LEGACY_AT.get(name, name)
+    proxy = get_proxy(name)
     steps = int(match["steps"] or 1)
     if steps < 1:
         raise BlockSwapError(f"ranking signal {text!r}: k in name@k must be >= 1")

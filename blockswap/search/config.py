@@ -15,6 +15,7 @@ from typing import Any
 from ..data.spec import DataSpec, parse_data
 from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
+from ..proxies.ranking import MeanRank, parse_rank_by
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..registry import Registry
 from ..space.blocks import BlockType, default_candidates, parse_candidates
@@ -40,6 +41,9 @@ class SearchConfig:
     batch_size: int = 128  # the Fisher minibatch = the training batch size (paper Sec. 4)
     seed: int = 0  # the run seed: sampling, the minibatch and every candidate's init derive from it
     signals: tuple[Signal, ...] = (Signal("fisher"),)  # or names; recorded for every candidate, the first ranks
+    # What ranks: a signal or an aggregate ("mean_rank(fisher,macs,synflow)"); None: the first of
+    # `signals` (fisher by default, the paper's). Its signals are put first in `signals`.
+    rank_by: "Signal | MeanRank | None" = None
     augment: bool = False  # False: un-augmented training images (the authors' loader augments)
     input_size: int | None = None  # None: the model's (32 for WRN, 224 for ResNet)
     halving: bool = False  # successive halving: slice first, then the full minibatch for the top
@@ -77,7 +81,13 @@ class SearchConfig:
         signals = (self.signals,) if isinstance(self.signals, (str, Signal)) else tuple(self.signals)
         if not signals:
             raise BlockSwapError("give at least one ranking signal, e.g. fisher")
-        set_("signals", tuple(parse_signal(s) for s in signals))
+        signals = tuple(parse_signal(s) for s in signals)
+        set_("rank_by", signals[0] if self.rank_by is None else parse_rank_by(self.rank_by))
+        needed = self.rank_by.components
+        set_("signals", tuple(dict.fromkeys((*needed, *signals))))
+        if isinstance(self.rank_by, MeanRank) and self.halving:
+            raise BlockSwapError(f"successive halving ranks its first round by one signal, not {self.rank_by.name}; "
+                                 "drop --halving or rank by one signal")
         for name in ("samples", "batch_size", "max_draws", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
@@ -170,6 +180,8 @@ class SearchConfig:
                 value = [b.name for b in value]
             elif f.name == "signals":
                 value = [s.name for s in value]
+            elif f.name == "rank_by":
+                value = value.name
             elif f.name == "data":
                 value = str(value)
             out[f.name] = value

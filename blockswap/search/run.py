@@ -218,12 +218,14 @@ def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling:
     full, slice_scores = store.scores("full"), store.scores("slice")
     by_index = {c.index: c for c in store.candidates()}
     top = []
+    signal = config.rank_by  # a signal, or an aggregate whose score is the candidate's mean rank
+    score = {i: r["score"] for i, r in full.items()} if signal == config.rank_signal \
+        else signal.scores({i: r["signals"] for i, r in full.items()})
     for rank, idx in enumerate(store.ranked("full")[:run.top_k], start=1):
         c = by_index[idx]
         top.append({"rank": rank, "index": idx, "genotype": c.genotype, "params": c.params, "macs": c.macs,
-                    "score": full[idx]["score"], "signals": full[idx]["signals"], "seed": c.seed})
+                    "score": score[idx], "signals": full[idx]["signals"], "seed": c.seed})
     best = top[0]
-    signal = config.rank_signal
     geno = Genotype.from_text(best["genotype"], config.spec)
     geno.save(out / "winner.json", signal=signal.name, score=best["score"], params=best["params"],
               macs=best["macs"], seed=best["seed"], search=str(out))

@@ -136,6 +136,8 @@ class ResultStore:
         config = self.config()
         sig = config.rank_signal if signal is None else parse_signal(signal)
         scores = self.scores(stage)
+        if signal is None and config.rank_by != config.rank_signal:  # an aggregate: from every signal
+            return config.rank_by.order({i: s["signals"] for i, s in scores.items()})
         values = {i: (s["score"] if signal is None else s["signals"].get(sig.name)) for i, s in scores.items()}
         return rank(values, get_proxy(sig.proxy).higher_is_better)
 
