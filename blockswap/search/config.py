@@ -15,6 +15,7 @@ from typing import Any
 from ..data.spec import DataSpec, parse_data
 from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
+from ..fields import check_fields, rules
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..space.blocks import BlockType, default_candidates, parse_candidates
 from ..space.budget import Budget, parse_budget
@@ -47,7 +48,7 @@ class SearchConfig:
     micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
     # A latency budget's cost model: the path of a `blockswap latency-table` file. Its content
     # (`latency`, read once here; digest `latency_table_sha256`) must match on resume, not its path.
-    latency_table: str | None = field(default=None, compare=False)
+    latency_table: str | None = field(default=None, compare=False, metadata=rules(path=True))
     latency_table_sha256: str | None = field(default=None, compare=False)  # None: computed from the file
     latency: LatencyTable | None = field(default=None, init=False, repr=False)
     min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
@@ -57,6 +58,7 @@ class SearchConfig:
     task: str = "classification"
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: halving="false" or tolerance="0.1" are refused, named
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
         set_("model", network_spec(self.model).name)
         tolerance = self.tolerance
@@ -216,6 +218,7 @@ class RunOptions:
         return self.threads or max(1, torch.get_num_threads() // self.workers)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.executor not in EXECUTORS:
             raise BlockSwapError(f"unknown executor {self.executor!r}; valid executors: {choices(EXECUTORS)}")
         if self.memory_format not in MEMORY_FORMATS:
