@@ -1,0 +1,104 @@
+"""Reliability (issue 21): teacher weights, latency tables, exports, build arguments, full disks,
+signals at worker start-up. Each case is refused with one line naming the bad value."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from blockswap import BlockSwapError
+from blockswap.cli import main
+
+
+def _fake_state(arch: str, classes: int = 7, drop_every: int = 0) -> dict[str, torch.Tensor]:
+    """The keys of torchvision `arch` (built on the meta device) with tiny tensors, except a real
+    ``fc.weight`` of `classes` rows: enough for a check that only reads the classifier to pass."""
+    with torch.device("meta"):
+        keys = torchvision.models.__dict__[arch](num_classes=classes).state_dict()
+    state = {k: torch.zeros(v.shape) if k.startswith("fc.") else torch.zeros(1) for k, v in keys.items()}
+    if drop_every:
+        state = {k: v for i, (k, v) in enumerate(state.items()) if i % drop_every or k.startswith("fc.")}
+    return state
+
+
+@pytest.mark.parametrize("arch,drop", [("resnet34", 0), ("resnet18", 2)])
+def test_teacher_weights_of_another_architecture_are_refused_by_cost_and_search(tmp_path, capsys, arch, drop):
+    weights = tmp_path / "w.pth"
+    torch.save(_fake_state(arch, drop_every=drop), weights)
+    assert main(["cost", "--model", "torchvision:resnet18", "--teacher-weights", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit torchvision resnet18" in err and str(weights) in err and len(err.splitlines()) == 1
+    out = tmp_path / "s"
+    assert main(["search", "--model", "torchvision:resnet18", "--teacher-weights", str(weights), "--data", "digits",
+                 "--budget", "3m", "--samples", "2", "--out", str(out), "--quiet"]) == 2
+    assert "do not fit torchvision resnet18" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_teacher_weights_file_of_the_wrong_shape_names_the_tensor(tmp_path):
+    from blockswap.nn.teacher import check_weights
+
+    state = {k: torch.zeros(v.shape) for k, v in torchvision.models.resnet18(num_classes=3).state_dict().items()}
+    state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 1, 1)
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(BlockSwapError, match=r"'layer2.0.conv1.weight' is \(128, 64, 1, 1\), not \(128, 64, 3, 3\)"):
+        check_weights("resnet18", tmp_path / "w.pth")
+    del state["layer2.0.conv1.weight"]  # a valid file once the tensor is right
+    state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 3, 3)
+    torch.save(state, tmp_path / "w.pth")
+    assert check_weights("torchvision:resnet18", tmp_path / "w.pth")[1] == 3
+
+
+def test_an_unreadable_teacher_weights_file_is_one_line_without_torch_advice(tmp_path, capsys):
+    pickled = tmp_path / "model.pth"
+    torch.save(nn.Linear(2, 2), pickled)  # a whole pickled module: weights_only refuses it
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00not a torch file")
+    for path in (pickled, garbage):
+        assert main(["cost", "--model", "torchvision:resnet18", "--teacher-weights", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and str(path) in err and "state dict" in err
+        assert "weights_only" not in err and "Traceback" not in err
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        y = self.b(x) + 1
+        return self.fc(y.mean((2, 3)))
+
+
+def test_module_teacher_gives_the_logits_and_the_named_nodes():
+    from blockswap.nn.teacher import module_teacher
+
+    torch.manual_seed(0)
+    m = _Tiny().eval()
+    teacher = module_teacher(m, ["relu", "add"])
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        logits, points = teacher.forward_intermediates(x)
+        relu = torch.relu(nn.functional.conv2d(x, m.a.weight, m.a.bias, padding=1))  # by hand
+        add = nn.functional.conv2d(relu, m.b.weight, m.b.bias, stride=2, padding=1) + 1
+        torch.testing.assert_close(logits, add.mean((2, 3)) @ m.fc.weight.T + m.fc.bias)
+    torch.testing.assert_close(points["relu"], relu)
+    torch.testing.assert_close(points["add"], add)
+    assert list(points) == ["relu", "add"]
+
+
+def test_module_teacher_refuses_unknown_nodes_and_needs_nodes_off_resnets():
+    from blockswap.nn.teacher import module_teacher
+
+    with pytest.raises(BlockSwapError, match=r"unknown node 'nope' of _Tiny; valid nodes: x, a, relu, b, add"):
+        module_teacher(_Tiny(), ["nope"])
+    with pytest.raises(BlockSwapError, match="give nodes="):
+        module_teacher(_Tiny())
+    assert module_teacher(torchvision.models.resnet18(num_classes=3)).stage_names == ("layer1", "layer2", "layer3",
+                                                                                      "layer4")
