@@ -102,3 +102,70 @@ def test_module_teacher_refuses_unknown_nodes_and_needs_nodes_off_resnets():
         module_teacher(_Tiny())
     assert module_teacher(torchvision.models.resnet18(num_classes=3)).stage_names == ("layer1", "layer2", "layer3",
                                                                                       "layer4")
+
+
+# ---- a full disk (ENOSPC, simulated) ---------------------------------------------------------
+
+SEARCH = {"model": "wrn-10-1", "budget": "40k", "tolerance": 0.2, "candidates": "S,G(4),B(2),BG(2,M/4),G(N),BG(4,M/8)",
+          "data": "synthetic", "batch_size": 8, "seed": 3, "input_size": 16, "samples": 2}
+
+
+def _full_database(monkeypatch, pages: int) -> None:
+    """SQLite connections of the results file that may grow to `pages` pages: SQLite's own
+    'database or disk is full' (SQLITE_FULL), as on a full disk."""
+    import sqlite3
+
+    import blockswap.search.store as store
+
+    connect = sqlite3.connect
+
+    def small(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.execute(f"PRAGMA max_page_count={pages}")
+        return db
+
+    monkeypatch.setattr(store.sqlite3, "connect", small)
+
+
+@pytest.mark.parametrize("pages", [1, 5])  # 1: full while writing the schema; 5: while recording the search
+def test_a_search_failing_on_a_full_disk_leaves_nothing_that_blocks_its_rerun(tmp_path, monkeypatch, pages):
+    from blockswap import RunOptions, SearchConfig, run_search
+
+    out = tmp_path / "s"
+    out.mkdir()
+    config = SearchConfig(**{**SEARCH, "samples": 40, "tolerance": 0.9})
+    with monkeypatch.context() as m:
+        _full_database(m, pages)
+        with pytest.raises(BlockSwapError, match=r"(database or disk is full|No space left)"):
+            run_search(config, out, run=RunOptions(progress=False))
+    assert sorted(p.name for p in out.iterdir()) == []  # no results.sqlite, -wal or -shm
+    result = run_search(SearchConfig(**SEARCH), out, run=RunOptions(progress=False))  # the rerun is not refused
+    assert result.scored == 2
+
+
+def test_a_full_disk_while_taking_the_lock_names_the_lock_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import blockswap.outdir as outdir
+    from blockswap.search.run import SEARCH_FOLDER
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(outdir.os, "pwrite", full)
+    with pytest.raises(BlockSwapError) as info:
+        with outdir.claim_folder(tmp_path / "run", SEARCH_FOLDER):
+            pass
+    msg = str(info.value)
+    assert f"cannot write the lock file '{tmp_path / 'run' / outdir.LOCK_NAME}': No space left on device" in msg
+    assert "'?'" not in msg
+    assert not (tmp_path / "run").exists()  # created by the claim, removed with its lock file
+
+
+def test_an_os_error_without_a_path_names_no_placeholder():
+    import errno
+
+    from blockswap.errors import os_error
+
+    assert str(os_error(OSError(errno.EIO, "Input/output error"), doing="use")) == "cannot use: Input/output error"
