@@ -169,3 +169,43 @@ def test_an_os_error_without_a_path_names_no_placeholder():
     from blockswap.errors import os_error
 
     assert str(os_error(OSError(errno.EIO, "Input/output error"), doing="use")) == "cannot use: Input/output error"
+
+
+# ---- latency tables ---------------------------------------------------------------------------
+
+def _latency_table(offset: float):
+    from blockswap.space.latency import LatencyTable, shape_key
+    from blockswap.space.networks import network_spec
+
+    keys = dict.fromkeys(shape_key(s) for s in network_spec("wrn-10-1").slots(16))
+    blocks = {k: {"S": 1e-4, "G(4)": 2e-4} for k in keys}  # 3 positions, fastest 0.1 ms each
+    return LatencyTable("wrn-10-1", 16, 1, "cpu", "torch", 1, 5e-4, blocks, offset=offset)
+
+
+def test_a_latency_table_predicting_a_negative_latency_is_refused(tmp_path):
+    import json
+
+    from blockswap.space.latency import load_latency_table
+
+    path = tmp_path / "t.json"
+    good = _latency_table(-0.7e-3)  # fastest: 0.5 + 3 x 0.1 - 0.7 = 0.1 ms > 0: kept
+    good.save(path)
+    assert load_latency_table(path).offset == pytest.approx(-0.7e-3)
+    data = good.to_dict() | {"offset": -1.0}  # fastest: 0.8 - 1000 ms
+    path.write_text(json.dumps(data))
+    with pytest.raises(BlockSwapError, match=r"offset -1000.000 ms predicts -999.200 ms for the fastest network"):
+        load_latency_table(path)
+    with pytest.raises(BlockSwapError, match="a latency must be positive"):
+        good.with_offset(-0.8e-3, {})  # fastest exactly 0 ms
+
+
+def test_latency_table_out_an_existing_folder_is_refused_as_a_folder(tmp_path, capsys):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    for extra in ([], ["--resume"]):
+        assert main(["latency-table", "--model", "wrn-10-1", "--input-size", "16", "--candidates", "S",
+                     "--out", str(folder), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"--out '{folder}' is a folder; give the table's file name" in err
+        assert "--resume" not in err and "does not exist" not in err
+    assert list(folder.iterdir()) == []
