@@ -27,7 +27,10 @@ def choices(values: Iterable[object], limit: int = 40) -> str:
 
 def os_error(exc: OSError, path: "str | Path | None" = None, doing: str = "write") -> BlockSwapError:
     """One line for an `OSError`: what failed, on which path, and why ("No space left on device")."""
-    where = path if path is not None else (exc.filename or "?")
+    where = path if path is not None else exc.filename
     reason = exc.strerror or str(exc) or type(exc).__name__
     hint = "; free some space and rerun (with --resume where offered)" if exc.errno == errno.ENOSPC else ""
-    return BlockSwapError(f"cannot {doing} {str(where)!r}: {reason}{hint}")
+    # An error without a path (os.write on a descriptor) names none rather than a placeholder:
+    # callers that know the path pass it.
+    what = f" {str(where)!r}" if where is not None else ""
+    return BlockSwapError(f"cannot {doing}{what}: {reason}{hint}")

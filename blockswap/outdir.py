@@ -78,7 +78,11 @@ def claim_folder(path: "str | Path", spec: RunFolder, *, resume: bool = False, o
         raise BlockSwapError("--resume continues the run in the folder and --overwrite replaces it: give one")
     created = _missing_folders(path)
     check_writable_folder(path)
-    lock = _lock(path)
+    try:
+        lock = _lock(path)
+    except BlockSwapError:
+        _remove_if_empty(created)
+        raise
     wrote = False
     try:
         present = spec.present(path)
@@ -134,8 +138,12 @@ def _lock(folder: Path) -> int:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:  # the holder's pid, for the message of a refused second run
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError as exc:  # a full disk: name the lock file (the OSError of a descriptor has no path)
+        _unlock(folder, fd)
+        raise os_error(exc, lock_path, "write the lock file") from None
     return fd
 
 

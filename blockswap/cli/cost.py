@@ -75,7 +75,7 @@ def _classes(args: argparse.Namespace, model: str) -> int | None:
         raise BlockSwapError("--teacher-weights goes with --model torchvision:NAME")
     from ..nn.teacher import weights_classes
 
-    classes = weights_classes(args.teacher_weights)
+    classes = weights_classes(args.teacher_weights, model)
     if args.num_classes is not None and args.num_classes != classes:
         raise BlockSwapError(f"--num-classes {args.num_classes} but the teacher weights have {classes} classes")
     return classes

@@ -132,7 +132,7 @@ def _check_teacher_classes(weights: str, config: SearchConfig) -> None:
 
     if not is_torchvision(config.model):
         raise BlockSwapError("--teacher-weights goes with --model torchvision:NAME")
-    teacher = weights_classes(weights)
+    teacher = weights_classes(weights, config.model)
     data = config.data.known_classes or load_split(config.data, "train", config.input_size, "cpu", 0).num_classes
     if teacher != data:
         raise BlockSwapError(f"the teacher weights {weights!r} have {teacher} classes but {config.data} has {data}")

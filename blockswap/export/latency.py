@@ -179,6 +179,9 @@ def _machine(backend: str) -> dict[str, str]:
 
 
 def _start(network: str, size: int, protocol: Protocol, backend: str, out: Path, resume: bool) -> LatencyTable:
+    if out.is_dir():  # neither a table to resume nor a file to write
+        raise BlockSwapError(f"--out {str(out)!r} is a folder; give the table's file name, "
+                             f"e.g. {str(out / 'latency.json')!r}")
     if out.exists() and not resume:
         raise BlockSwapError(f"{str(out)!r} exists; add --resume to complete that table or choose another --out")
     machine, threads = _machine(backend), torch.get_num_threads()

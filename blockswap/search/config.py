@@ -16,6 +16,7 @@ from ..data.spec import DataSpec, parse_data
 from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
 from ..proxies.ranking import MeanRank, parse_rank_by
+from ..fields import check_fields, rules
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..registry import Registry
 from ..space.blocks import BlockType, default_candidates, parse_candidates
@@ -52,7 +53,7 @@ class SearchConfig:
     micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
     # A latency budget's cost model: the path of a `blockswap latency-table` file. Its content
     # (`latency`, read once here; digest `latency_table_sha256`) must match on resume, not its path.
-    latency_table: str | None = field(default=None, compare=False)
+    latency_table: str | None = field(default=None, compare=False, metadata=rules(path=True))
     latency_table_sha256: str | None = field(default=None, compare=False)  # None: computed from the file
     latency: LatencyTable | None = field(default=None, init=False, repr=False)
     min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
@@ -67,6 +68,7 @@ class SearchConfig:
     spec: NetworkSpec = field(default=None, init=False, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: halving="false" or tolerance="0.1" are refused, named
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
         set_("spec", network_spec(self.model))
         set_("model", self.spec.name)
@@ -240,6 +242,7 @@ class RunOptions:
         return self.threads or max(1, torch.get_num_threads() // self.workers)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         EXECUTORS.get(self.executor)  # unknown: the valid names and the nearest
         if self.memory_format not in MEMORY_FORMATS:
             raise BlockSwapError(f"unknown memory format {self.memory_format!r}; valid: {choices(MEMORY_FORMATS)}")

@@ -56,6 +56,8 @@ class ResultStore:
     def __init__(self, path: "str | Path", readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        self.db = None
+        created = not readonly and not self.path.exists()
         try:
             if readonly:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -66,10 +68,19 @@ class ResultStore:
                 self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
                 self.db.executescript(self.SCHEMA)
         except sqlite3.DatabaseError as exc:
+            if created:  # e.g. a full disk while writing the schema: no half-made file blocks the rerun
+                self._discard()
             raise BlockSwapError(f"cannot open results file {str(self.path)!r}: {exc}") from None
 
+    def _discard(self) -> None:
+        """Close and delete the results file (with its -wal and -shm): it holds no search."""
+        if self.db is not None:
+            self.db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
     def close(self) -> None:
-        if not self.readonly:
+        if not self.readonly and self.path.exists():
             # Back to a single file: write-ahead logging is for the live search; left on, every
             # later reader (``report search``) would add -wal and -shm files to the folder.
             with contextlib.suppress(sqlite3.Error):
@@ -84,6 +95,20 @@ class ResultStore:
 
     # ---- writing -----------------------------------------------------------------------
     def start(self, config: SearchConfig, sampling: dict[str, Any], rows: list[Candidate]) -> None:
+        """Record a new search. If that fails (a full disk), the file is deleted: a results file
+        that holds no search would make the rerun refuse the folder as "already holds a search"."""
+        try:
+            self._start(config, sampling, rows)
+        except BaseException:
+            try:
+                holds = self.started()
+            except sqlite3.Error:
+                holds = False
+            if not holds:
+                self._discard()
+            raise
+
+    def _start(self, config: SearchConfig, sampling: dict[str, Any], rows: list[Candidate]) -> None:
         with self._writing(), self.db:
             self.db.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?)",
                                 [(c.index, c.genotype, c.params, c.macs, c.seed) for c in rows])

@@ -81,7 +81,14 @@ class LatencyTable:
         return self.fixed + self.offset + sum(self.block_seconds(i, b) for i, b in enumerate(names))
 
     def with_offset(self, offset: float, validation: dict[str, Any]) -> "LatencyTable":
-        return replace(self, offset=float(offset), validation=validation)
+        table = replace(self, offset=float(offset), validation=validation)
+        check_offset(table, "the fitted latency table")
+        return table
+
+    def fastest(self) -> float:
+        """Predicted seconds of the fastest network the table can price: stem + head + offset +
+        the quickest measured type at each position (positions with no entry count 0)."""
+        return self.fixed + self.offset + sum(min(self.blocks.get(k, {}).values(), default=0.0) for k in self.keys())
 
     def to_dict(self) -> dict[str, Any]:
         return {**LATENCY_TABLE.stamp(), "network": self.network, "input_size": self.input_size,
@@ -99,10 +106,22 @@ class LatencyTable:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def check_offset(table: LatencyTable, where: str = "latency table") -> None:
+    """Refuse a table whose (negative) offset makes some network's predicted latency zero or
+    negative: a budget on it would report a reachable range such as -999ms..-999ms."""
+    if table.offset < 0 and table.fastest() <= 0:
+        raise BlockSwapError(
+            f"{where}: offset {1e3 * table.offset:+.3f} ms predicts {1e3 * table.fastest():.3f} ms for the fastest "
+            f"network (stem+head {1e3 * table.fixed:.3f} ms); a latency must be positive: re-measure the table "
+            "(`blockswap latency-table ... --validate N`)")
+
+
 def load_latency_table(path: "str | Path") -> LatencyTable:
     """A latency table from its JSON file, every field checked (the file is untrusted input)."""
     path = Path(path)
     where = repr(str(path))
+    if path.is_dir():
+        raise BlockSwapError(f"latency table {where} is a folder; give the table's JSON file")
     if not path.is_file():
         raise BlockSwapError(f"latency table {where} does not exist; make one with `blockswap latency-table`")
     try:
@@ -151,4 +170,5 @@ def table_from_dict(data: dict[str, Any], where: str = "latency table") -> Laten
     if unknown:
         raise BlockSwapError(f"{where}: shape {unknown[0]!r} is not a block position of {table.network} "
                              f"at {table.input_size}px")
+    check_offset(table, where)
     return table

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..data.augment import Augment
 from ..errors import BlockSwapError, choices
 from ..registry import Registry
+from ..fields import check_fields, rules
 from ..seeding import derive_seed
 
 SCHEDULES = ("cosine", "step")
@@ -18,42 +19,38 @@ SCHEDULES = ("cosine", "step")
 class TrainConfig:
     """Every setting of a training run. Defaults: the paper's CIFAR recipe (Sec. 5)."""
 
+    # Each field's range is its `fields.rules` metadata; `check_fields` also refuses a value of
+    # the wrong type ("false" for a boolean, 1.5 epochs, a NaN or infinite rate), naming the field.
     recipe: str = "cifar"  # name of the preset these values started from (recorded only)
-    epochs: int = 200  # passes over the training set
-    batch_size: int = 128  # images per optimiser step, summed over all data-parallel processes
-    lr: float = 0.1  # initial learning rate
-    momentum: float = 0.9  # SGD momentum (plain, not Nesterov, as the authors)
-    weight_decay: float = 5e-4  # L2 penalty on every parameter, BN included (the authors' SGD)
-    schedule: str = "cosine"  # "cosine": annealed to 0 over all epochs; "step": x step_gamma every step_epochs
-    step_epochs: int = 30  # epochs between learning-rate drops of the "step" schedule
-    step_gamma: float = 0.1  # factor of each drop of the "step" schedule
+    epochs: int = field(default=200, metadata=rules(min=1))  # passes over the training set
+    # images per optimiser step, summed over all data-parallel processes
+    batch_size: int = field(default=128, metadata=rules(min=1))
+    lr: float = field(default=0.1, metadata=rules(above=0))  # initial learning rate
+    momentum: float = field(default=0.9, metadata=rules(min=0))  # SGD momentum (plain, not Nesterov, as the authors)
+    # L2 penalty on every parameter, BN included (the authors' SGD)
+    weight_decay: float = field(default=5e-4, metadata=rules(min=0))
+    # "cosine": annealed to 0 over all epochs; "step": x step_gamma every step_epochs
+    schedule: str = field(default="cosine", metadata=rules(choices=SCHEDULES))
+    step_epochs: int = field(default=30, metadata=rules(min=1))  # epochs between drops of the "step" schedule
+    step_gamma: float = field(default=0.1, metadata=rules(above=0))  # factor of each drop of the "step" schedule
     augment: bool = True  # CIFAR-style crop+flip+Cutout (ImageNet: RandomResizedCrop+flip)
-    crop_pad: int = 4  # pixels of black padding per side before the random crop
+    crop_pad: int = field(default=4, metadata=rules(min=0))  # pixels of black padding per side before the crop
     flip: bool = True  # random horizontal flips
-    cutout: int = 16  # side of the Cutout hole in pixels; 0 disables Cutout
-    beta: float = 1000.0  # attention-transfer weight (paper: 1000 CIFAR, 750 ImageNet); students only
-    kd_weight: float = 0.0  # Hinton KD mixing weight in [0, 1]; 0 disables KD; students only
-    kd_temperature: float = 4.0  # KD softmax temperature
-    seed: int = 0  # the one seed all randomness derives from (model init, data order, augmentation)
-    eval_batch_size: int = 500  # images per evaluation step (no effect on results)
-    workers: int = 4  # ImageNet loader processes per training process (no effect on results)
+    cutout: int = field(default=16, metadata=rules(min=0))  # side of the Cutout hole in pixels; 0 disables Cutout
+    # attention-transfer weight (paper: 1000 CIFAR, 750 ImageNet); students only
+    beta: float = field(default=1000.0, metadata=rules(min=0))
+    # Hinton KD mixing weight in [0, 1]; 0 disables KD; students only
+    kd_weight: float = field(default=0.0, metadata=rules(min=0, max=1))
+    kd_temperature: float = field(default=4.0, metadata=rules(above=0))  # KD softmax temperature
+    # the one seed all randomness derives from (model init, data order, augmentation)
+    seed: int = field(default=0, metadata=rules(min=0))
+    eval_batch_size: int = field(default=500, metadata=rules(min=1))  # images per evaluation step (no effect on results)
+    workers: int = field(default=4, metadata=rules(min=0))  # ImageNet loader processes per training process
     amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); ignored on CPU
     channels_last: bool = True  # NHWC memory format on CUDA; ignored on CPU
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                    "step_epochs": self.step_epochs, "kd_temperature": self.kd_temperature,
-                    "eval_batch_size": self.eval_batch_size}
-        for name, value in positive.items():
-            if not value > 0:
-                raise BlockSwapError(f"{name} must be positive, got {value!r}")
-        for name in ("momentum", "weight_decay", "beta", "crop_pad", "cutout", "workers"):
-            if getattr(self, name) < 0:
-                raise BlockSwapError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.schedule not in SCHEDULES:
-            raise BlockSwapError(f"unknown schedule {self.schedule!r}; valid schedules: {choices(SCHEDULES)}")
-        if not 0 <= self.kd_weight <= 1:
-            raise BlockSwapError(f"kd_weight must be in [0, 1], got {self.kd_weight!r}")
+        check_fields(self)
 
     @property
     def augmentation(self) -> Augment | None:
