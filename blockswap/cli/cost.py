@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a torchvision:NAME model's teacher state dict: the classes are its classifier's")
     p.add_argument("--latency-table", default=None,
                    help="also show the latency each block and the network take, as this table predicts")
-    p.add_argument("--task", default="classification", choices=TASKS.names(),
+    p.add_argument("--task", default=None, choices=TASKS.names(),
                    help="what is counted, as a search of that task counts it: classification the whole network; "
                         "detection the backbone without pool and classifier, at the detector's 800-pixel "
                         "side unless --input-size (default classification)")
@@ -47,7 +47,7 @@ def run_cost(args: argparse.Namespace) -> int:
         return _checkpoint_cost(args)
     geno = None if args.genotype is None else load_genotype(args.genotype, args.model)
     model = args.model or (geno.network if geno is not None else "wrn-40-2")
-    task = TASKS[args.task]
+    task = TASKS[args.task or "classification"]
     spec = task.counted_spec(network_spec(model, _classes(args, model)))
     c = network_cost(spec, geno, input_size=task.input_size(spec, args.input_size))
     table = None if args.latency_table is None else load_latency_table(args.latency_table)
@@ -91,7 +91,7 @@ def _classes(args: argparse.Namespace, model: str) -> int | None:
 def _checkpoint_cost(args: argparse.Namespace) -> int:
     """Counted from the checkpoint's weights: a pruned student's zeros are not counted as non-zero."""
     if args.genotype is not None or args.model is not None or args.latency_table is not None or \
-            args.task != "classification":
+            args.task is not None:
         raise BlockSwapError("--checkpoint counts the network it holds; leave --model, --genotype, "
                              "--latency-table and --task out")
     from ..train import load_model

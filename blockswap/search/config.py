@@ -60,7 +60,7 @@ class SearchConfig:
     max_draws: int = 20_000_000  # give up after this many proposals (never loop forever)
     # What the students are (`blockswap.tasks`): "classification", or "detection" (Mask R-CNN
     # backbones, paper Sec. 7). A name here and in run.json, resolved to the `Task` value.
-    task: "str | Task" = "classification"
+    task: str | Task = "classification"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)

@@ -78,4 +78,4 @@ class Classification(Task):
         return values, per_block
 
 
-CLASSIFICATION = TASKS.add("classification", Classification())
+CLASSIFICATION = TASKS.add(Classification.name, Classification())

@@ -90,4 +90,4 @@ class Detection(Task):
         return {"fisher": result.total}, list(result.per_block)
 
 
-DETECTION = TASKS.add("detection", Detection())
+DETECTION = TASKS.add(Detection.name, Detection())
