@@ -64,10 +64,11 @@ from .train import (  # noqa: E402
     train_model,
 )
 
-# Detection (paper Sec. 7): Mask R-CNN with a BlockSwap backbone on COCO-layout data.
-from .nn.detection import build_detector  # noqa: E402
-from .train.coco_eval import evaluate_detector  # noqa: E402
-from .train.detector import DetectorConfig, load_detector, train_detector  # noqa: E402
+# Detection (paper Sec. 7): Mask R-CNN with a BlockSwap backbone on COCO-layout data:
+# `build_detector`, `evaluate_detector`, `DetectorConfig`, `load_detector`, `train_detector`,
+# imported on first use (`__getattr__` below, PEP 562): torchvision's detection stack is slow to
+# import and a classifier never needs it.
+_DETECTION = ("DetectorConfig", "build_detector", "evaluate_detector", "load_detector", "train_detector")
 
 # Deployment (paper Sec. 8): ONNX export and measured latency; onnx is imported on first use.
 from .export import benchmark, export_onnx, verify_onnx  # noqa: E402
@@ -90,3 +91,22 @@ __all__ = [
     # deployment
     "benchmark", "export_onnx", "verify_onnx",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _DETECTION:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "build_detector":
+        from .nn.detection import build_detector as value
+    elif name == "evaluate_detector":
+        from .train.coco_eval import evaluate_detector as value
+    else:
+        from .train import detector
+
+        value = getattr(detector, name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

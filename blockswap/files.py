@@ -141,16 +141,37 @@ def versions() -> dict[str, str]:
 
     out = {"blockswap": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
            "numpy": numpy.__version__, "platform": platform.platform()}
-    try:
-        import torchvision
-
-        out["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
+    vision = _torchvision_version()
+    if vision is not None:
+        out["torchvision"] = vision
     out["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     out["cpu"] = cpu_model()
     out["threads"] = str(torch.get_num_threads())
     return out
+
+
+def _torchvision_version() -> str | None:
+    """torchvision's ``__version__`` without importing it: ``import torchvision`` loads all its
+    models, the detection stack too, which a classification run never needs."""
+    loaded = sys.modules.get("torchvision")
+    if loaded is not None:
+        return loaded.__version__
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return None
+    try:  # the file holds ``__version__ = '0.29.1+cu130'`` (the wheel's metadata drops the suffix)
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, re.MULTILINE)
+    if found is not None:
+        return found.group(1)
+    from importlib.metadata import version
+
+    return version("torchvision")
 
 
 def cpu_model() -> str:

@@ -144,10 +144,10 @@ def test_scores_do_not_depend_on_order_or_global_rng():
     scorer = Scorer(config, ScoringData(tuple(batch), 10))
     a, b = "S,G(4),B(2)", "G(N),S,S"
     state = torch.random.get_rng_state()
-    first = [scorer.score((0, a, "full"))["score"], scorer.score((1, b, "full"))["score"]]
+    first = [scorer.score((0, a, "full")).score, scorer.score((1, b, "full")).score]
     assert torch.equal(state, torch.random.get_rng_state())
     torch.manual_seed(123)
-    second = [scorer.score((1, b, "full"))["score"], scorer.score((0, a, "full"))["score"]]
+    second = [scorer.score((1, b, "full")).score, scorer.score((0, a, "full")).score]
     assert first == second[::-1]
 
 

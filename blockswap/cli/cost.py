@@ -11,8 +11,9 @@ from ..space.budget import format_count
 from ..space.costs import network_cost
 from ..space.genotype import load_genotype
 from ..space.latency import load_latency_table
-from ..space.networks import networks
+from ..space.networks import network_spec, networks
 from ..space.refs import is_torchvision
+from ..tasks import TASKS
 from .common import positive
 
 
@@ -31,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a torchvision:NAME model's teacher state dict: the classes are its classifier's")
     p.add_argument("--latency-table", default=None,
                    help="also show the latency each block and the network take, as this table predicts")
+    p.add_argument("--task", default=None, choices=TASKS.names(),
+                   help="what is counted, as a search of that task counts it: classification the whole network; "
+                        "detection the backbone without pool and classifier, at the detector's 800-pixel "
+                        "side unless --input-size (default classification)")
     p.add_argument("--checkpoint", default=None,
                    help="count a trained network instead: dense and non-zero parameters and MACs of a run "
                         "folder or checkpoint (pruned students: the non-zero counts are what their budget counts)")
@@ -43,7 +48,9 @@ def run_cost(args: argparse.Namespace) -> int:
         return _checkpoint_cost(args)
     geno = None if args.genotype is None else load_genotype(args.genotype, args.model)
     model = args.model or (geno.network if geno is not None else "wrn-40-2")
-    c = network_cost(model, geno, input_size=args.input_size, num_classes=_classes(args, model))
+    task = TASKS[args.task or "classification"]
+    spec = task.counted_spec(network_spec(model, _classes(args, model)))
+    c = network_cost(spec, geno, input_size=task.input_size(spec, args.input_size))
     table = None if args.latency_table is None else load_latency_table(args.latency_table)
     if table is not None and (table.network, table.input_size) != (c.network, c.input_size):
         raise BlockSwapError(f"latency table {args.latency_table!r} is for {table.network} at {table.input_size}px, "
@@ -58,7 +65,8 @@ def run_cost(args: argparse.Namespace) -> int:
              *([f"{1e3 * seconds[b.index]:.3f}"] if table else [])] for b in c.per_block]
     print(format_table(rows, ["block", "stage", "type", "channels", "stride", "params", "MACs",
                               *(["ms"] if table else [])], align="rrllrrrr"))
-    print(f"\n{c.network} ({c.input_size}x{c.input_size} input, {c.num_classes} classes): "
+    counted = f"{c.num_classes} classes" if spec.classifier else "backbone, no classifier"
+    print(f"\n{c.network} ({c.input_size}x{c.input_size} input, {counted}): "
           f"{c.params:,} parameters ({format_count(c.params)}), {c.macs:,} MACs ({format_count(c.macs)}); "
           f"stem+head {c.fixed_params:,} parameters")
     if table is not None:
@@ -83,9 +91,10 @@ def _classes(args: argparse.Namespace, model: str) -> int | None:
 
 def _checkpoint_cost(args: argparse.Namespace) -> int:
     """Counted from the checkpoint's weights: a pruned student's zeros are not counted as non-zero."""
-    if args.genotype is not None or args.model is not None or args.latency_table is not None:
-        raise BlockSwapError("--checkpoint counts the network it holds; leave --model, --genotype and "
-                             "--latency-table out")
+    if args.genotype is not None or args.model is not None or args.latency_table is not None or \
+            args.task is not None:
+        raise BlockSwapError("--checkpoint counts the network it holds; leave --model, --genotype, "
+                             "--latency-table and --task out")
     from ..train import load_model
     from ..train.models import counted_cost
     from ..train.prune import nonzero_params, sparse_macs

@@ -9,14 +9,14 @@ from ..files import dumps
 from ..proxies import PROXIES
 from ..report.table import format_table
 from ..search import EXECUTORS, RunOptions, SearchConfig, default_workers, run_search
-from ..search.config import TASKS
 from ..space.budget import format_count
+from ..space.latency import load_latency_table
 from ..space.refs import is_torchvision
+from ..tasks import TASKS
 from .common import DATA_HELP, OVERWRITE_HELP, non_negative, positive
 
 _D = SearchConfig()
 _R = RunOptions()
-DETECTION_BATCH = 16  # the paper's detection minibatch (Sec. 7: 16 over 8 GPUs)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,12 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--batch-size", type=positive, default=None,
-                   help=f"Fisher minibatch size = training batch size (default {_D.batch_size}; "
-                        f"detection: {DETECTION_BATCH}, torchvision's Mask R-CNN minibatch)")
-    p.add_argument("--task", default="classification", choices=TASKS,
-                   help="detection: Mask R-CNN backbones on coco:PATH, scored with the detector's loss; the "
-                        "budget counts the backbone without classifier; --input-size is the detector's "
-                        "shorter image side (default 800) (default classification)")
+                   help="Fisher minibatch size = training batch size (default: the task's, "
+                        + "; ".join(f"{t.name} {t.batch_size}" for t in TASKS.values()) + ")")
+    p.add_argument("--task", default=_D.task.name, choices=TASKS.names(),
+                   help="; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + f" (default {_D.task.name})")
     p.add_argument("--signals", default="fisher",
                    help="comma-separated signals to record, the first ranks (default fisher); "
                         f"one of {', '.join(PROXIES)}, training ones as name@k")
@@ -58,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "such as 'mean_rank(fisher,macs,synflow)' (mean of the candidates' ranks); its "
                         "signals are recorded too (default: the first of --signals, fisher)")
     p.add_argument("--augment", action="store_true", help="draw the minibatch with training augmentation")
-    p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default: the model's)")
+    p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default: the model's; "
+                                                                         "detection: the detector's shorter side, 800)")
     p.add_argument("--halving", action="store_true",
                    help="successive halving: rank all on a slice of the minibatch, rescore the top fraction")
     p.add_argument("--halving-slice", type=float, default=_D.halving_slice,
@@ -91,11 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = SearchConfig(
         model=args.model, budget=args.budget, tolerance=args.tolerance, candidates=args.candidates,
-        samples=args.samples, data=args.data, seed=args.seed, task=args.task,
-        batch_size=args.batch_size or (DETECTION_BATCH if args.task == "detection" else _D.batch_size),
+        samples=args.samples, data=args.data, seed=args.seed, task=args.task, batch_size=args.batch_size,
         signals=tuple(s for s in args.signals.split(",") if s.strip()), rank_by=args.rank_by, augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
-        halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table)
+        halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table,
+        latency=None if args.latency_table is None else load_latency_table(args.latency_table))
     if args.teacher_weights is not None:
         _check_teacher_classes(args.teacher_weights, config)
     workers = args.workers if args.workers is not None else (default_workers() if args.executor != "local" else 1)

@@ -9,25 +9,31 @@ may be resumed with other run options.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..data.spec import DataSpec, parse_data
 from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
-from ..proxies.ranking import MeanRank, parse_rank_by
 from ..fields import check_fields, rules
+from ..proxies.fisher import MEMORY_FORMATS
+from ..proxies.ranking import MeanRank, parse_rank_by
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
 from ..registry import Registry
 from ..space.blocks import BlockType, default_candidates, parse_candidates
 from ..space.budget import Budget, parse_budget
 from ..space.latency import LatencyTable, load_latency_table
 from ..space.networks import NetworkSpec, network_spec
+from ..tasks import Task, get_task
+
+# Fields that are values held for the run, not settings: `to_dict` leaves them out of run.json.
+NOT_RECORDED = {"recorded": False}
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """What a search computes. Strings are accepted and parsed once in `__post_init__`.
+    """What a search computes. Strings are accepted and parsed once in `__post_init__`, which
+    reads no file (a latency table is read at the edge: `with_latency_table`, `run_search`).
 
     Defaults follow the paper (Sec. 4 and 4.3): 1000 samples, one minibatch of the training batch
     size (128 on CIFAR), ranked by Fisher potential; the +-2.5% window is the authors' code's.
@@ -39,28 +45,28 @@ class SearchConfig:
     candidates: tuple[BlockType, ...] = tuple(default_candidates())  # or "S,G(4),..."; the paper's 23
     samples: int = 1000  # distinct accepted genotypes to score (paper Sec. 4.3: 1000)
     data: DataSpec = DataSpec("synthetic")  # or "cifar10:PATH", "imagenet:PATH", "digits", ...
-    batch_size: int = 128  # the Fisher minibatch = the training batch size (paper Sec. 4)
+    batch_size: int | None = None  # the Fisher minibatch = the training batch size; None: the task's (128, Sec. 4)
     seed: int = 0  # the run seed: sampling, the minibatch and every candidate's init derive from it
     signals: tuple[Signal, ...] = (Signal("fisher"),)  # or names; recorded for every candidate, the first ranks
     # What ranks: a signal or an aggregate ("mean_rank(fisher,macs,synflow)"); None: the first of
     # `signals` (fisher by default, the paper's). Its signals are put first in `signals`.
     rank_by: "Signal | MeanRank | None" = None
     augment: bool = False  # False: un-augmented training images (the authors' loader augments)
-    input_size: int | None = None  # None: the model's (32 for WRN, 224 for ResNet)
+    input_size: int | None = None  # None: the task's (the model's 32 for WRN, 224 for ResNet; 800 detection)
     halving: bool = False  # successive halving: slice first, then the full minibatch for the top
     halving_slice: float = 0.25  # fraction of the minibatch used in the first round
     halving_keep: float = 0.1  # fraction of candidates rescored on the full minibatch
     micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
-    # A latency budget's cost model: the path of a `blockswap latency-table` file. Its content
-    # (`latency`, read once here; digest `latency_table_sha256`) must match on resume, not its path.
+    # A latency budget's cost model: `latency`, a parsed `blockswap latency-table` file; recorded
+    # are its path and its digest, and on resume the content must match (the digest), not the path.
     latency_table: str | None = field(default=None, compare=False, metadata=rules(path=True))
-    latency_table_sha256: str | None = field(default=None, compare=False)  # None: computed from the file
-    latency: LatencyTable | None = field(default=None, init=False, repr=False)
+    latency_table_sha256: str | None = field(default=None, compare=False)  # None: the table's
+    latency: LatencyTable | None = field(default=None, compare=False, repr=False, metadata=NOT_RECORDED)
     min_acceptance: float = 1e-3  # below this acceptance rate the budget is reported as rare
     max_draws: int = 20_000_000  # give up after this many proposals (never loop forever)
-    # "detection": candidates are Mask R-CNN backbones (paper Sec. 7) scored on COCO-layout data;
-    # the budget counts the backbone (no classifier) and `input_size` is the detector's min_size.
-    task: str = "classification"
+    # What the students are (`blockswap.tasks`): "classification", or "detection" (Mask R-CNN
+    # backbones, paper Sec. 7). A name here and in run.json, resolved to the `Task` value.
+    task: str | Task = "classification"
     # The network `model` names, resolved once here (`model` may also be given as a NetworkSpec):
     # pickled with the config to worker processes and Ray actors, so a space registered at run
     # time (`nn.discover.register_students_space`) is scored there too; `model` stays the name
@@ -70,6 +76,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         check_fields(self)  # types first: halving="false" or tolerance="0.1" are refused, named
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        set_("task", get_task(self.task))
         set_("spec", network_spec(self.model))
         set_("model", self.spec.name)
         tolerance = self.tolerance
@@ -77,8 +84,7 @@ class SearchConfig:
             tolerance = self.budget.tolerance if isinstance(self.budget, Budget) else 0.025
         set_("budget", parse_budget(self.budget, tolerance))
         set_("tolerance", self.budget.tolerance)
-        set_("candidates", tuple(parse_candidates(list(self.candidates) if isinstance(self.candidates, (list, tuple))
-                                                  else self.candidates)))
+        set_("candidates", tuple(parse_candidates(_candidate_list(self.candidates))))
         set_("data", parse_data(self.data))
         signals = (self.signals,) if isinstance(self.signals, (str, Signal)) else tuple(self.signals)
         if not signals:
@@ -90,6 +96,8 @@ class SearchConfig:
         if isinstance(self.rank_by, MeanRank) and self.halving:
             raise BlockSwapError(f"successive halving ranks its first round by one signal, not {self.rank_by.name}; "
                                  "drop --halving or rank by one signal")
+        if self.batch_size is None:
+            set_("batch_size", self.task.batch_size)
         for name in ("samples", "batch_size", "max_draws", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
@@ -109,43 +117,46 @@ class SearchConfig:
         if self.input_size is not None and (not isinstance(self.input_size, int) or self.input_size < 8):
             raise BlockSwapError(f"input size must be an integer >= 8 pixels, got {self.input_size!r}")
         ProxyOptions(micro_batch=self.micro_batch)
-        self._check_task()
+        self._hold_latency()
+        self.task.check(self)
+
+    def _hold_latency(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
         if self.latency_table is not None:
             set_("latency_table", str(self.latency_table))
-            recorded, table = self.latency_table_sha256, None
-            try:
-                table = load_latency_table(self.latency_table)
-            except BlockSwapError:
-                if recorded is None:
-                    raise
-            # A recorded config (`from_dict`) stays readable after its table moved or changed: it
-            # then holds no table, and resuming it compares digests (`search.run`).
-            if table is not None and recorded in (None, table.sha256()):
-                set_("latency", table)
-            set_("latency_table_sha256", recorded or table.sha256())
-        elif self.budget.metric == "latency":
+        if self.latency is not None:
+            if not isinstance(self.latency, LatencyTable):
+                raise BlockSwapError(f"latency must be a LatencyTable (blockswap.space.latency.load_latency_table), "
+                                     f"got {type(self.latency).__name__}")
+            recorded, digest = self.latency_table_sha256, self.latency.sha256()
+            # A recorded config given another table holds none: resuming it then compares
+            # digests (`search.run`), and a new search with it refuses to sample.
+            if recorded not in (None, digest):
+                set_("latency", None)
+            set_("latency_table_sha256", recorded or digest)
+        elif self.budget.metric == "latency" and self.latency_table is None and self.latency_table_sha256 is None:
             raise BlockSwapError("a latency budget needs a latency table: add --latency-table FILE "
                                  "(made by `blockswap latency-table --model ...`)")
 
-    def _check_task(self) -> None:
-        if self.task not in TASKS:
-            raise BlockSwapError(f"unknown task {self.task!r}; valid tasks: {choices(TASKS)}")
-        if self.task == "detection":
-            if self.data.name != "coco":
-                raise BlockSwapError(f"a detection search reads COCO-layout data (coco:PATH), not {self.data}")
-            if self.signal_names != ("fisher",):
-                raise BlockSwapError(f"a detection search ranks by fisher alone, not {', '.join(self.signal_names)}")
-            if self.micro_batch is not None or self.latency_table is not None:
-                raise BlockSwapError("a detection search takes no micro_batch and no latency table")
-        elif self.data.name == "coco":
-            raise BlockSwapError(f"{self.data} is detection data; add --task detection")
+    def with_latency_table(self) -> "SearchConfig":
+        """This config holding the table read from its `latency_table` path (if it holds none).
+
+        A recorded config (`from_dict`) whose table moved or changed stays usable: it then holds
+        no table (a missing file is an error only when no digest was recorded)."""
+        if self.latency is not None or self.latency_table is None:
+            return self
+        try:
+            table = load_latency_table(self.latency_table)
+        except BlockSwapError:
+            if self.latency_table_sha256 is None:
+                raise
+            return self
+        return replace(self, latency=table)
 
     @property
     def spec_input_size(self) -> int:
-        """Input side for costs: `input_size`, else the network's (224) or the detector's (800)."""
-        if self.input_size is not None:
-            return self.input_size
-        return DETECTION_MIN_SIZE if self.task == "detection" else self.spec.input_size
+        """Input side for costs: `input_size`, else the task's (the network's, or the detector's 800)."""
+        return self.task.input_size(self.spec, self.input_size)
 
     @property
     def rank_signal(self) -> Signal:
@@ -173,8 +184,8 @@ class SearchConfig:
         """Plain JSON values that `from_dict` reads back into an equal config."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if not f.init:
-                continue  # derived from another field
+            if not f.init or f.metadata.get("recorded", True) is False:
+                continue  # a held value, not a setting
             value = getattr(self, f.name)
             if f.name == "budget":
                 value = value.text
@@ -184,7 +195,7 @@ class SearchConfig:
                 value = [s.name for s in value]
             elif f.name == "rank_by":
                 value = value.name
-            elif f.name == "data":
+            elif f.name in ("data", "task"):
                 value = str(value)
             out[f.name] = value
         return out
@@ -192,28 +203,38 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
         """A config from `to_dict` output, also that of BlockSwap 0.1 (whose run-only settings
-        `checkpoint` and `channels_last` are ignored and whose `candidates` may be null)."""
-        known = {f.name for f in fields(cls)}
+        `checkpoint` and `channels_last` are ignored and whose `candidates` may be null).
+        Reads no file: `with_latency_table` reads the recorded table if it is needed."""
+        if not isinstance(data, dict):
+            raise BlockSwapError(f"a search config is a dict of settings, got {type(data).__name__}")
+        known = {f.name for f in fields(cls) if f.init and f.metadata.get("recorded", True) is not False}
         values = {k: v for k, v in data.items() if k in known}
         if values.get("candidates") is None:
             values.pop("candidates", None)
         return cls(**values)
 
 
-TASKS = ("classification", "detection")
-DETECTION_MIN_SIZE = 800  # torchvision's Mask R-CNN resizes the shorter side to 800 pixels
+def _candidate_list(candidates: Any) -> Any:
+    """`candidates` as `parse_candidates` takes it, or a one-line error naming the argument."""
+    if candidates is None or isinstance(candidates, str):
+        return candidates
+    if isinstance(candidates, (list, tuple)) and all(isinstance(c, (str, BlockType)) for c in candidates):
+        return list(candidates)
+    raise BlockSwapError(f"candidates must be block types as text ('S,G(4),B(2)'), a candidate set name "
+                         f"('paper') or a list of block types, got {candidates!r}")
+
+
 # Where candidates are scored (`RunOptions.executor`): name -> what it is (messages, --help). Each
 # has its context manager under the same name in `search.executors` (checked there on import).
 EXECUTORS: Registry[str] = Registry("executor")
 EXECUTORS.add("local", "this process")
 EXECUTORS.add("process", "spawned worker processes")
 EXECUTORS.add("ray", "Ray actors, on a local Ray or a cluster")
-MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
 def default_workers() -> int:
-    """One single-threaded scoring process per core (measured fastest on an idle machine;
-    docs/search.md), at most 4: beyond that, the memory of each worker adds up."""
+    """One single-threaded scoring process per core (the fastest layout: docs/search.md,
+    "Executors"), at most 4: beyond that, the memory of each worker adds up."""
     return max(1, min(4, usable_cpus()))
 
 

@@ -1,4 +1,4 @@
-"""Executors: each maps scoring tasks to result rows as they complete, in this process, in
+"""Executors: each maps scoring jobs to result rows as they complete, in this process, in
 local worker processes, or on a Ray cluster. Scores never depend on the executor."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from ..errors import BlockSwapError
+from ..tasks import Job, ScoreRow
 from .config import EXECUTORS, RunOptions, SearchConfig
-from .scorer import Scorer, ScoringData, Task
+from .scorer import Scorer, ScoringData
 
 
-RunTasks = Callable[[Iterable[Task]], Iterator[dict[str, Any]]]
+RunTasks = Callable[[Iterable[Job]], Iterator[ScoreRow]]
 
 
 @contextlib.contextmanager
@@ -56,13 +57,13 @@ def _exit_with_parent(interval: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="blockswap-parent-watch").start()
 
 
-def _score_in_worker(task: Task) -> dict[str, Any]:
+def _score_in_worker(job: Job) -> ScoreRow:
     assert _WORKER_SCORER is not None, "worker not initialised"
-    return _WORKER_SCORER.score(task)
+    return _WORKER_SCORER.score(job)
 
 
-def _bounded(submit: Callable[[Task], Any], tasks: Iterable[Task], window: int,
-             wait_one: Callable[[set], tuple[list, set]], result: Callable[[Any], dict]) -> Iterator[dict]:
+def _bounded(submit: Callable[[Job], Any], tasks: Iterable[Job], window: int,
+             wait_one: Callable[[set], tuple[list, set]], result: Callable[[Any], ScoreRow]) -> Iterator[ScoreRow]:
     """Keep at most `window` tasks in flight (a kill loses only those); yield rows as they finish."""
     todo = iter(tasks)
     pending = {submit(t) for t in itertools.islice(todo, window)}
@@ -234,5 +235,5 @@ if sorted(_EXECUTORS) != sorted(EXECUTORS):
 
 
 def executor(run: RunOptions, config: SearchConfig, data: ScoringData):
-    """The context manager of `run.executor`, yielding a function from tasks to result rows."""
+    """The context manager of `run.executor`, yielding a function from jobs to result rows."""
     return _EXECUTORS[run.executor](run, config, data)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -76,7 +77,9 @@ def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
     (delete its results first); the folder is locked while the search writes (`outdir`).
     """
     started = time.perf_counter()
+    _check_arguments(config, out, run, log, resume=resume, overwrite=overwrite)
     say = log or (lambda _msg: None)
+    config = config.with_latency_table()  # the edge: the config reads no file itself
     run.proxy_options(config)  # validates checkpoint with micro_batch before any work
     with claim_folder(out, SEARCH_FOLDER, resume=resume, overwrite=overwrite) as out:
         path = out / RESULTS_FILE
@@ -112,6 +115,23 @@ def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
                     for name in (RESULTS_FILE, *SEARCH_FOLDER.companions):
                         (out / name).unlink(missing_ok=True)
                 raise
+
+
+def _check_arguments(config: Any, out: Any, run: Any, log: Any, **flags: Any) -> None:
+    """`run_search`'s arguments, each named in a one-line error (not an AttributeError deep inside)."""
+    if not isinstance(config, SearchConfig):
+        hint = (" (build one: SearchConfig(**settings) or SearchConfig.from_dict(settings))"
+                if isinstance(config, dict) else "")
+        raise BlockSwapError(f"run_search: config must be a SearchConfig, got {type(config).__name__}{hint}")
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise BlockSwapError(f"run_search: out must be a folder path (str or Path), got {out!r}")
+    if not isinstance(run, RunOptions):
+        raise BlockSwapError(f"run_search: run must be a RunOptions, got {type(run).__name__}")
+    if log is not None and not callable(log):
+        raise BlockSwapError(f"run_search: log must be a function of one message or None, got {log!r}")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise BlockSwapError(f"run_search: {name} must be True or False, got {value!r}")
 
 
 def _stages(config: SearchConfig) -> list[tuple[str, str, int]]:
@@ -159,14 +179,13 @@ def _check_scoring_version(store: ResultStore, config: SearchConfig) -> None:
 def _sample(config: SearchConfig, timings: dict[str, float], say: Callable[[str], None],
             num_classes: int) -> tuple[dict[str, Any], list[Candidate]]:
     """Rejection-sample the candidates: (sampling summary, candidate rows). Costs count the
-    classifier of the data's `num_classes` (the network the student will be)."""
+    network the task's budget counts (`Task.counted_spec`): a classifier of the data's
+    `num_classes` (the network the student will be), or a detector's backbone."""
     t0 = time.perf_counter()
-    if config.latency_table is not None and config.latency is None:
+    if config.latency_table_sha256 is not None and config.latency is None:
         raise BlockSwapError(f"latency table {config.latency_table!r} is missing or is not the recorded one "
                              f"(sha256 {config.latency_table_sha256[:12]}...)")
-    spec = config.spec.with_classes(num_classes)
-    if config.task == "detection":  # the detector keeps the stages and drops pool and classifier
-        spec = spec.backbone()
+    spec = config.task.counted_spec(config.spec.with_classes(num_classes))
     table = CostTable(spec, config.candidates, config.spec_input_size, latency=config.latency)
     rng = np.random.default_rng(derive_seed(config.seed, "sampler"))
     report = sample_genotypes(table, config.budget, config.samples, rng,

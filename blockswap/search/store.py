@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import BlockSwapError
 from ..files import dumps, versions
 from ..proxies.registry import get_proxy, parse_signal, rank
+from ..tasks import ScoreRow
 from .config import SearchConfig
 
 RESULTS_FILE = "results.sqlite"
@@ -116,11 +117,10 @@ class ResultStore:
                 ("config", dumps(config.to_dict())), ("sampling", dumps(sampling)),
                 ("versions", dumps(versions())), ("scoring", dumps(SCORING_VERSION))])
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: ScoreRow) -> None:
         with self._writing(), self.db:
             self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", (
-                row["index"], row["stage"], row["score"], dumps(row["signals"]),
-                dumps(row["per_block"]), row["seconds"]))
+                row.index, row.stage, row.score, dumps(row.signals), dumps(list(row.per_block)), row.seconds))
 
     @contextlib.contextmanager
     def _writing(self):
