@@ -38,6 +38,9 @@ def test_text_and_json_round_trip(tmp_path):
     assert data["blocks"][2] == "BG(2,16)" and data["meta"] == {"score": 1.5}
     assert bs.load_genotype(path) == geno
     assert bs.load_genotype(str(path), "wrn-40-2") == geno
+    # The file names its network; the genotype in memory holds the resolved spec (issue 17).
+    assert set(data) == {"format", "version", "network", "blocks", "meta"} and data["network"] == "wrn-40-2"
+    assert bs.load_genotype(path).spec == bs.network_spec("wrn-40-2")
 
 
 def test_standard_and_uniform():

@@ -60,6 +60,12 @@ def test_teacher_classes_come_from_its_weights(tmp_path):
     assert desc.num_classes == 5
     logits, points = net.forward_intermediates(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 5) and list(points) == ["layer1", "layer2", "layer3", "layer4"]
+    # The same teacher as a parsed reference (`space.refs`): one parse of "torchvision:NAME".
+    from blockswap.space import parse_teacher
+
+    assert load_model(parse_teacher(" TorchVision:ResNet18", path))[1] == desc
+    with pytest.raises(BlockSwapError, match="needs its weights file"):
+        load_model(parse_teacher("torchvision:resnet18"))
 
 
 @pytest.mark.slow

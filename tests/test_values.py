@@ -62,7 +62,7 @@ def test_a_genotype_holds_its_spec_and_needs_no_registry():
 def test_genotypes_from_names_are_those_from_specs():
     by_name = Genotype("wrn-16-1", ("S",) * 6)
     assert by_name.spec == network_spec("wrn-16-1") and by_name.network == "wrn-16-1"
-    assert by_name == Genotype(network_spec("wrn-16-1"), ("S",) * 6)
+    assert by_name == Genotype(network_spec("wrn-16-1"), ("S",) * 6) == Genotype(network="wrn-16-1", blocks=["S"] * 6)
     assert by_name == Genotype("WRN-16-1", ("S",) * 6) and hash(by_name) == hash(Genotype("wrn-16-1", ["S"] * 6))
     assert by_name != Genotype("wrn-16-1", ("S",) * 5 + ("G(4)",))
 

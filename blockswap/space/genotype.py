@@ -30,7 +30,7 @@ GENOTYPE_FILE = FileFormat("blockswap.genotype", 1, "BlockSwap genotype")
 NetworkRef = "str | NetworkSpec"  # a network name ("wrn-40-2") or its resolved spec
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Genotype:
     """A student architecture: its network's `spec` and its blocks' types in order.
 
@@ -43,9 +43,10 @@ class Genotype:
     spec: NetworkSpec
     blocks: tuple[BlockType, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "spec", network_spec(self.spec))
-        object.__setattr__(self, "blocks", tuple(parse_block(b) for b in self.blocks))
+    def __init__(self, network: NetworkRef, blocks: Iterable[str | BlockType]) -> None:
+        # `network` as before this value held its spec: API users construct from a name.
+        object.__setattr__(self, "spec", network_spec(network))
+        object.__setattr__(self, "blocks", tuple(parse_block(b) for b in blocks))
         self.check()
 
     @property
