@@ -340,8 +340,9 @@ def test_a_tensor_pair_keeps_its_pixels_and_prints_as_a_stable_fingerprint():
     assert str(parse_data((images, other))) != str(spec)
     again = pickle.loads(pickle.dumps(spec))  # configs holding it are pickled for workers
     assert again == spec and str(again) == str(spec) and torch.equal(load_split(again, "val").images, images)
+    assert parse_data(str(spec)).user is spec.user  # read back as text while the data is alive
     with pytest.raises(BlockSwapError, match="pass the same object again"):
-        parse_data(str(spec))
+        parse_data("tensors:0123456789abcdef")
 
 
 def test_a_dict_gives_separate_splits_and_the_class_count():
