@@ -1,5 +1,8 @@
 """Datasets as a user gives them: CIFAR pickles, ImageNet class folders, digits; augmentation; sharding."""
 
+import pickle
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -270,3 +273,64 @@ def test_imagenet_errors_name_the_file_or_folder(tmp_path):
     (tmp_path / "val" / "n04" / "x.png").write_bytes((tmp_path / "val" / "n01" / "img1.png").read_bytes())
     with pytest.raises(BlockSwapError, match="same class folders; they differ in n04"):
         load_split(f"imagenet:{tmp_path}", "val")
+
+
+# --------------------------------------------------------------------------------------------
+# A user's own data: a torch Dataset, a pair of tensors, a dict of splits
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_tensor_dataset_loads_with_its_images_and_labels():
+    g = torch.Generator().manual_seed(0)
+    grey = torch.randint(0, 256, (6, 1, 12, 12), generator=g).float() / 255  # ToTensor-style floats
+    labels = torch.tensor([0, 3, 1, 3, 2, 0])
+    train = load_split(torch.utils.data.TensorDataset(grey, labels), "train")
+    expect = (grey * 255).round().to(torch.uint8).expand(-1, 3, -1, -1)  # 1 channel -> 3
+    assert torch.equal(train.images, expect) and torch.equal(train.labels, labels)
+    assert train.num_classes == 4 and train.input_size == 12
+    x = expect.double() / 255  # channel statistics of the training images, computed here
+    torch.testing.assert_close(train.mean.view(3).double() / 255, x.mean(dim=(0, 2, 3)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(train.std.view(3).double() / 255, x.std(dim=(0, 2, 3)), rtol=0, atol=1e-6)
+    bigger = load_split((grey, labels), "val", input_size=24)  # a pair; one object serves both splits
+    assert bigger.images.shape == (6, 3, 24, 24) and torch.equal(bigger.labels, labels)
+
+
+def test_a_tensor_pair_keeps_its_pixels_and_prints_as_a_stable_fingerprint():
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([1, 0, 1, 2, 2])
+    spec = parse_data((images, labels))
+    split = load_split(spec, "train")
+    assert torch.equal(split.images, images) and torch.equal(split.labels, labels) and split.num_classes == 3
+    assert re.fullmatch(r"tensors:[0-9a-f]{16}", str(spec))
+    assert str(parse_data((images.clone(), labels.clone()))) == str(spec)  # same data, same name
+    other = labels.clone()
+    other[0] = 0
+    assert str(parse_data((images, other))) != str(spec)
+    again = pickle.loads(pickle.dumps(spec))  # configs holding it are pickled for workers
+    assert again == spec and str(again) == str(spec) and torch.equal(load_split(again, "val").images, images)
+    assert parse_data(str(spec)).user is spec.user  # read back as text while the data is alive
+    with pytest.raises(BlockSwapError, match="pass the same object again"):
+        parse_data("tensors:0123456789abcdef")
+
+
+def test_a_dict_gives_separate_splits_and_the_class_count():
+    a = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    b = torch.full((2, 3, 8, 8), 255, dtype=torch.uint8)
+    spec = parse_data({"train": (a, torch.tensor([0, 1, 0, 1])), "val": (b, torch.tensor([1, 0])), "classes": 5})
+    val = load_split(spec, "val")
+    assert torch.equal(val.images, b) and val.labels.tolist() == [1, 0] and val.num_classes == 5
+    assert load_split(spec, "train").labels.tolist() == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (42, "data: got int"),
+    ((torch.zeros(3, 3, 8, 8), torch.tensor([0, 1])), "labels must be 3 integers"),
+    ((torch.full((2, 3, 8, 8), 2.0), torch.tensor([0, 1])), r"float images must lie in \[0, 1\]"),
+    ((torch.zeros(2, 4, 8, 8), torch.tensor([0, 1])), "expected N x C x H x W with C = 1 or 3"),
+    ((torch.zeros(2, 3, 8, 8), torch.tensor([0, -1])), "label -1 is negative"),
+    ({"train": (torch.zeros(2, 3, 8, 8), torch.tensor([0, 7])), "classes": 3}, "label 7 is outside 0..2"),
+    ({"val": (torch.zeros(2, 3, 8, 8), torch.tensor([0, 1]))}, "needs the key 'train'"),
+])
+def test_bad_data_objects_are_one_line_errors_naming_the_argument(bad, match):
+    with pytest.raises(BlockSwapError, match=match):
+        parse_data(bad)

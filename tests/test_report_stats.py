@@ -103,3 +103,12 @@ def test_figures_are_png_files(tmp_path):
         assert p.read_bytes()[:8] == PNG
     with pytest.raises(BlockSwapError, match="unknown cost axis 'flops'.*macs, params|params, macs"):
         error_vs_cost(rows, tmp_path / "x.png", "flops")
+
+
+def test_mean_std_claims_no_spread_for_one_run():
+    from blockswap.report.stats import mean_std
+
+    mean, std = mean_std([86.6, 80.0, 83.0])
+    assert mean == pytest.approx((86.6 + 80.0 + 83.0) / 3)
+    assert std == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in (86.6, 80.0, 83.0)) / 2))
+    assert mean_std([5.0]) == (5.0, None)

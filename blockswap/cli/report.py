@@ -104,7 +104,8 @@ def run_experiment_report(args: argparse.Namespace) -> int:
 
 def _error(group: dict, which: str) -> str:
     mean = group[f"{which}_error"]
-    return "-" if mean is None else f"{mean:.2f} +- {group[f'{which}_std']:.2f}"
+    std = group[f"{which}_std"]  # None for a single run
+    return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" +- {std:.2f}")
 
 
 def _short(text: str, width: int = 40) -> str:

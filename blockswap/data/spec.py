@@ -33,7 +33,7 @@ from ..registry import Registry
 from .idx import IDX_CLASSES, idx_reader
 from .imagefolder import IMAGENET_STATS, ImageFolderSplit
 from .sources import cifar_reader, read_digits, read_synthetic
-from .user import USER_DATA_NAME, UserData, parse_user_data
+from .user import USER_DATA_NAME, UserData, find_user_data, parse_user_data
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per RGB channel, units of [0, 1]
 # (path, split, input size) -> uint8 images (N, 3, H, W) and int64 labels, held in memory.
@@ -162,8 +162,11 @@ def parse_data(text: "str | DataSpec | Any") -> DataSpec:
     name, sep, path = text.strip().partition(":")
     name = name.lower()
     if name == USER_DATA_NAME:
-        raise BlockSwapError(f"{text!r} names data given as tensors or a Dataset; a name cannot bring them back: "
-                             "pass the same object again")
+        user = find_user_data(path)
+        if user is None:
+            raise BlockSwapError(f"{text!r} names data given as tensors or a Dataset, not alive in this process; "
+                                 "a name cannot bring them back: pass the same object again")
+        return DataSpec(USER_DATA_NAME, user.fingerprint, user)
     if name not in DATASETS:
         raise BlockSwapError(f"unknown dataset {text!r}; valid datasets: {choices(dataset_forms())}"
                              f"{DATASETS.suggest(name)}")

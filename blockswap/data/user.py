@@ -21,6 +21,7 @@ given again is recognised and other data is not.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,9 @@ from ..errors import BlockSwapError
 
 USER_DATA_NAME = "tensors"
 _WHAT = "data"
+# The user data alive in this process, by fingerprint: a config written out as text
+# ("tensors:<fingerprint>") and read back in the same process finds its data again.
+_ALIVE: "weakref.WeakValueDictionary[str, UserData]" = weakref.WeakValueDictionary()
 
 
 def _fail(what: str, problem: str) -> BlockSwapError:
@@ -142,6 +146,10 @@ class UserData:
             digest.update(images.numpy().tobytes())
             digest.update(labels.numpy().astype("<i8").tobytes())
         self.fingerprint = digest.hexdigest()[:16]
+        _ALIVE.setdefault(self.fingerprint, self)
+
+    def __reduce__(self):  # unpickled copies register themselves too (a worker's config)
+        return (UserData, (self.splits, self.classes))
 
     def __str__(self) -> str:
         return f"{USER_DATA_NAME}:{self.fingerprint}"
@@ -149,6 +157,11 @@ class UserData:
     def __repr__(self) -> str:
         n = {k: v[1].shape[0] for k, v in self.splits.items()}
         return f"UserData({self}, train={n['train']}, val={n['val']}, classes={self.classes})"
+
+
+def find_user_data(fingerprint: str) -> UserData | None:
+    """The user data of `fingerprint` if it is alive in this process, else None."""
+    return _ALIVE.get(fingerprint)
 
 
 def parse_user_data(obj: Any, what: str = _WHAT) -> UserData:

@@ -26,7 +26,7 @@ from ..space.budget import format_count
 from ..space.costs import network_cost
 from .document import Section, Table, write_html, write_markdown
 from .figures import block_frequencies, error_densities, error_vs_cost, genotype_picture, sensitivity_bars
-from .stats import best_of_first, correlation
+from .stats import best_of_first, correlation, mean_std
 
 LABELS = {"l1": "L1 pruning", "snip": "SNIP", "random": "random"}
 
@@ -49,8 +49,7 @@ def _params(result: dict[str, Any]) -> int:
     return int(result.get("nonzero_params") or result["params"])
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+_mean_std = mean_std  # one definition (report.stats)
 
 
 def _err(mean: float | None, std: float | None, n: int) -> str:

@@ -5,7 +5,6 @@ layout of the paper's Table 2 and Figure 3)."""
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,6 +12,7 @@ from ..errors import BlockSwapError
 from ..train.checkpoint import RUN_RECORD
 from ..train.config import RUNTIME_FIELDS
 from .plots import pyplot, save_figure
+from .stats import mean_std
 
 
 def load_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -54,8 +54,7 @@ def method(record: dict[str, Any]) -> str:
     return f"student ({', '.join(parts) or 'teacher unused'})"
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+_mean_std = mean_std  # one definition (report.stats): a single run's std is None, not 0.0
 
 
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +133,7 @@ def plot_runs(groups: list[dict[str, Any]], path: str | Path) -> Path:
         gs = [g for g in groups if g["method"] == how]
         label = how if not any(g["setting"] for g in gs) else how + " (settings differ: see table)"
         ax.errorbar([g["params"] for g in gs], [g["top1_error"] for g in gs],
-                    yerr=[g["top1_std"] for g in gs], fmt="o", capsize=3, color=f"C{i}", label=label)
+                    yerr=[g["top1_std"] or 0.0 for g in gs], fmt="o", capsize=3, color=f"C{i}", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("top-1 error (%)")

@@ -4,6 +4,7 @@ Pareto fronts (Figure 3) and the best-ranked of the first n samples (Sec. 4.3). 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -106,3 +107,11 @@ def best_of_first(scores: Sequence[float], errors: Sequence[float], sizes: Seque
         pick = (max if higher_is_better else min)(head, key=lambda i: scores[i])
         out[n] = float(errors[pick])
     return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1) of repeated runs; the std is None for a single
+    value, whose spread is unknown (0.0 would claim a spread of nothing)."""
+    if not values:
+        raise BlockSwapError("mean_std needs at least one value")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)

@@ -1,0 +1,131 @@
+"""The one strict registry type, and the tables built on it: datasets, executors, networks,
+block families, candidate sets, ranking signals, recipes."""
+
+import argparse
+import re
+
+import pytest
+import torch
+
+import blockswap as bs
+from blockswap import BlockSwapError
+from blockswap.cli import build_parser
+from blockswap.data import DATASETS, DatasetEntry, load_split, parse_data, register_dataset
+from blockswap.registry import Registry, nearest
+from blockswap.space.networks import network_spec
+
+
+def test_lookups_are_strict_and_name_the_valid_entries_and_the_nearest():
+    colours = Registry("colour")
+    colours.add("red", 1)
+    colours.add("green", 2)
+    assert colours["RED"] == 1 and "Green" in colours and 3 not in colours
+    assert colours.names() == ["red", "green"] and len(colours) == 2 and dict(colours) == {"red": 1, "green": 2}
+    with pytest.raises(BlockSwapError, match=r"^unknown colour 'gren'; valid colours: red, green; did you mean 'green'\?$"):
+        colours["gren"]
+    with pytest.raises(BlockSwapError, match=r"valid colours: red, green$"):  # nothing close: no guess
+        colours["blue"]
+
+
+def test_a_name_is_registered_once():
+    reg = Registry("thing")
+    reg.add("a", 1)
+    with pytest.raises(BlockSwapError, match="thing 'A' is already registered"):
+        reg.add("A", 2)  # case-insensitive by default
+    with pytest.raises(BlockSwapError, match="non-empty name"):
+        reg.add("  ", 3)
+    exact = Registry("family", "families", case_sensitive=True)
+    exact.add("B", 1)
+    exact.add("b", 2)  # a different key when case matters
+    assert exact["B"] == 1 and exact["b"] == 2 and "Bg" not in exact
+    reg.remove("a")
+    assert "a" not in reg
+    with pytest.raises(BlockSwapError, match="unknown thing 'a'"):
+        reg.remove("a")
+
+
+def test_patterns_build_their_value_from_the_match_and_offer_their_examples():
+    reg = Registry("shape")
+    reg.add_pattern(r"square-(\d+)", lambda m: int(m[1]) ** 2, "square-N", examples=("square-4",))
+    reg.add("circle", -1)
+    assert reg["square-12"] == 144 and reg["SQUARE-3"] == 9 and "square-x" not in reg
+    assert reg.forms() == ["circle", "square-N"] and reg.names() == ["circle"]
+    with pytest.raises(BlockSwapError, match=r"valid shapes: circle, square-N; did you mean 'square-4'\?"):
+        reg["sqare-4"]
+    with pytest.raises(BlockSwapError, match="already registered"):
+        reg.add_pattern(r"square-(\d+)", lambda m: 0)
+
+
+def test_nearest_prefers_the_namespaced_name_with_the_same_tail():
+    names = ["resnet18", "resnet34", "torchvision:resnet50"]
+    assert nearest("resnet50", names) == "torchvision:resnet50"  # difflib alone says resnet18
+    assert nearest("torchvision:resnet5O", names) == "torchvision:resnet50"
+    assert nearest("vgg", names) is None
+
+
+@pytest.mark.parametrize("name", ["torchvision:resnet5O", "resnet50"])
+def test_an_unknown_network_suggests_the_torchvision_one(name):
+    with pytest.raises(BlockSwapError, match=re.escape("did you mean 'torchvision:resnet50'?")):
+        network_spec(name)
+
+
+def test_every_table_suggests_the_nearest_name():
+    from blockswap.experiments.runner import ExperimentOptions
+    from blockswap.proxies import get_proxy
+    from blockswap.space.blocks import family, parse_candidates
+    from blockswap.train import recipe
+
+    cases = [(lambda: bs.RunOptions(executor="proces"), "valid executors: local, process, ray", "process"),
+             (lambda: ExperimentOptions(executor="rey"), "valid executors: local, ray", "ray"),
+             (lambda: recipe("cifra"), "valid recipes: cifar, imagenet, digits", "cifar"),
+             (lambda: get_proxy("fishr"), "valid signals: fisher", "fisher"),
+             (lambda: family("b"), "valid families: S, G, B, BG", "B"),
+             (lambda: parse_candidates("papr"), "valid sets: paper, bottleneck", "paper"),
+             (lambda: parse_data("fashion_mnist:/data"), "valid datasets: cifar10:PATH", "fashion-mnist")]
+    for make, valid, close in cases:
+        with pytest.raises(BlockSwapError, match=f"{re.escape(valid)}.*did you mean {re.escape(repr(close))}"):
+            make()
+
+
+def _help(parser: argparse.ArgumentParser, *path: str) -> str:
+    for name in path:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return " ".join(parser.format_help().split())
+
+
+@pytest.mark.parametrize("command", [("search",), ("train", "teacher"), ("evaluate",)])
+def test_every_dataset_of_the_table_is_in_the_data_help(command):
+    text = _help(build_parser(), *command)
+    for entry in DATASETS.values():
+        assert f"{entry.form}: {' '.join(entry.help.split())}" in text, entry.name
+    assert {"cifar10", "cifar100", "imagenet", "coco", "fashion-mnist", "mnist", "digits", "synthetic"} <= set(DATASETS)
+
+
+def test_the_table_says_what_each_dataset_serves():
+    assert parse_data("coco:/x").task == "detection" and parse_data("digits").task == "classification"
+    assert parse_data("cifar100:/x").known_classes == 100 and parse_data("imagenet:/x").known_classes is None
+    assert parse_data("imagenet:/x").input_size == 224 and parse_data("mnist:/x").input_size == 32
+    with pytest.raises(BlockSwapError, match="coco:/x is detection data; classification needs cifar10:PATH"):
+        load_split("coco:/x")
+
+
+def test_a_dataset_added_to_the_table_loads_like_the_built_in_ones():
+    images = torch.arange(4 * 3 * 8 * 8, dtype=torch.int64).remainder(256).to(torch.uint8).view(4, 3, 8, 8)
+    labels = torch.tensor([0, 1, 2, 1])
+    register_dataset(DatasetEntry("four", "four images", takes_path=False, input_size=8,
+                                  read=lambda path, split, size: (images, labels)))
+    try:
+        split = load_split("four", "val")
+        assert torch.equal(split.images, images) and split.labels.tolist() == [0, 1, 2, 1]
+        assert split.num_classes == 3  # no fixed count: the largest label + 1
+        x = images.double() / 255  # statistics of the training split, computed independently
+        torch.testing.assert_close(split.mean.view(3).double() / 255, x.mean(dim=(0, 2, 3)), rtol=0, atol=1e-6)
+        torch.testing.assert_close(split.std.view(3).double() / 255, x.std(dim=(0, 2, 3)), rtol=0, atol=1e-6)
+        with pytest.raises(BlockSwapError, match="already registered"):
+            register_dataset(DatasetEntry("four", "again", takes_path=False, read=lambda p, s, n: (images, labels)))
+        with pytest.raises(BlockSwapError, match="takes no path"):
+            parse_data("four:/x")
+    finally:
+        DATASETS.remove("four")
+    with pytest.raises(BlockSwapError, match="exactly one of a reader and a streamer"):
+        DatasetEntry("none", "no reader")
