@@ -209,3 +209,37 @@ def test_latency_table_out_an_existing_folder_is_refused_as_a_folder(tmp_path, c
         assert f"--out '{folder}' is a folder; give the table's file name" in err
         assert "--resume" not in err and "does not exist" not in err
     assert list(folder.iterdir()) == []
+
+
+# ---- export opsets and made data sizes ----------------------------------------------------------
+
+@pytest.mark.parametrize("opset", ["1", "9999"])
+def test_export_refuses_an_opset_it_cannot_write(tmp_path, capsys, opset):
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "wrn-10-1", "--input-size", "16", "--opset", opset, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"blockswap: error: ONNX opset {opset} is not supported; "
+                           f"valid opsets: 18..{onnx.defs.onnx_opset_version()}")
+    assert not out.exists()
+
+
+def test_export_writes_the_opset_asked_for(tmp_path):
+    import onnx
+
+    from blockswap.export.onnx import export_module
+
+    out = tmp_path / "m.onnx"
+    info = export_module(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (1, 3, 8, 8), out, opset=19)
+    written = {o.domain: o.version for o in onnx.load(out).opset_import}
+    assert info.opset == written.get("", written.get("ai.onnx")) == 19
+
+
+@pytest.mark.parametrize("what", ["make-imagefolder", "make-digits-coco"])
+def test_data_makers_bound_the_image_size(tmp_path, capsys, what):
+    out = tmp_path / "d"
+    assert main(["data", what, str(out), "--size", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "100000" in err
+    assert not out.exists()
