@@ -243,3 +243,33 @@ def test_data_makers_bound_the_image_size(tmp_path, capsys, what):
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "100000" in err
     assert not out.exists()
+
+
+# ---- build_model arguments ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (("wrn-10-1", None, 10**12), "num_classes must be an integer in 1..1,000,000, got 1000000000000"),
+    (("wrn-10-1", None, True), "num_classes must be an integer"),
+    (("wrn-10-1", b"S,S,S"), "genotype must be a Genotype, .* got bytes"),
+    (("wrn-10-1", [1, 2, 3]), "genotype entries must be block type names"),
+    ((123,), "name must be a network name"),
+])
+def test_build_model_names_the_bad_argument(args, needle):
+    from blockswap import build_model
+
+    with pytest.raises(BlockSwapError, match=needle):
+        build_model(*args)
+
+
+def test_build_model_refuses_a_network_too_large_to_hold():
+    import re
+
+    from blockswap import build_model
+
+    with pytest.raises(BlockSwapError, match="would have") as info:
+        build_model("wrn-10-10000")
+    params = int(re.search(r"would have ([\d,]+) parameters", str(info.value))[1].replace(",", ""))
+    # WRN-10-k: one block per stage of widths 16k, 32k, 64k; its 3x3 convs c_in x c_out x 9 dominate.
+    k = 10_000
+    convs = 9 * (16 * 16 * k + (16 * k) ** 2 + 16 * k * 32 * k + (32 * k) ** 2 + 32 * k * 64 * k + (64 * k) ** 2)
+    assert convs < params < 1.01 * convs
