@@ -209,3 +209,69 @@ def test_latency_table_out_an_existing_folder_is_refused_as_a_folder(tmp_path, c
         assert f"--out '{folder}' is a folder; give the table's file name" in err
         assert "--resume" not in err and "does not exist" not in err
     assert list(folder.iterdir()) == []
+
+
+# ---- export opsets and made data sizes ----------------------------------------------------------
+
+@pytest.mark.parametrize("opset", ["1", "9999"])
+def test_export_refuses_an_opset_it_cannot_write(tmp_path, capsys, opset):
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "wrn-10-1", "--input-size", "16", "--opset", opset, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"blockswap: error: ONNX opset {opset} is not supported; "
+                           f"valid opsets: 18..{onnx.defs.onnx_opset_version()}")
+    assert not out.exists()
+
+
+def test_export_writes_the_opset_asked_for(tmp_path):
+    import onnx
+
+    from blockswap.export.onnx import export_module
+
+    out = tmp_path / "m.onnx"
+    info = export_module(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (1, 3, 8, 8), out, opset=19)
+    written = {o.domain: o.version for o in onnx.load(out).opset_import}
+    assert info.opset == written.get("", written.get("ai.onnx")) == 19
+
+
+@pytest.mark.parametrize("what", ["make-imagefolder", "make-digits-coco"])
+def test_data_makers_bound_the_image_size(tmp_path, capsys, what):
+    out = tmp_path / "d"
+    assert main(["data", what, str(out), "--size", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "100000" in err
+    assert not out.exists()
+
+
+# ---- build_model arguments ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (("wrn-10-1", None, 10**12), "num_classes must be an integer in 1..1,000,000, got 1000000000000"),
+    (("wrn-10-1", None, True), "num_classes must be an integer"),
+    (("wrn-10-1", b"S,S,S"), "genotype must be a Genotype, .* got bytes"),
+    (("wrn-10-1", [1, 2, 3]), "genotype entries must be block type names"),
+    ((123,), "name must be a network name"),
+])
+def test_build_model_names_the_bad_argument(args, needle):
+    from blockswap import build_model
+
+    with pytest.raises(BlockSwapError, match=needle):
+        build_model(*args)
+
+
+def test_build_model_refuses_a_network_too_large_to_hold():
+    import re
+
+    from blockswap import build_model
+
+    with pytest.raises(BlockSwapError, match="would have") as info:
+        build_model("wrn-10-10000")
+    params = int(re.search(r"would have ([\d,]+) parameters", str(info.value))[1].replace(",", ""))
+    # WRN-10-k: one block per stage of widths 16k, 32k, 64k; its 3x3 convs (c_in x c_out x 9) and
+    # 1x1 shortcuts (c_in x c_out) dominate; BN, stem and classifier add under 0.1%.
+    k = 10_000
+    convs = 9 * (16 * 16 * k + (16 * k) ** 2 + 16 * k * 32 * k + (32 * k) ** 2 + 32 * k * 64 * k + (64 * k) ** 2)
+    shortcuts = 16 * 16 * k + 16 * k * 32 * k + 32 * k * 64 * k
+    assert convs + shortcuts < params < 1.001 * (convs + shortcuts)

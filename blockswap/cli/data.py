@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "OUT/train/<class>/<n>.png and OUT/val/<class>/<n>.png, RGB, SIZE x SIZE "
                                     "pixels: data that --data imagenet:OUT reads like ImageNet.")
     m.add_argument("out", help="folder to create (must not hold a train/ or val/ folder)")
-    m.add_argument("--size", type=positive, default=64, help="image side in pixels (default 64)")
+    m.add_argument("--size", type=positive, default=64, help="image side in pixels, 8..256 (default 64)")
     m.add_argument("--per-class", type=positive, default=None,
                    help="at most this many images per class and split (default: all)")
     m.set_defaults(func=run_make_imagefolder)
@@ -35,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_make_imagefolder(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from ..data.imagefolder import check_made_size
     from ..data.sources import digits_images
 
+    check_made_size(args.size)  # before any folder is made
     out = Path(args.out)
     for split in ("train", "val"):
         if (out / split).exists():

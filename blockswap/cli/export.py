@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genotype", default=None, help="genotype of the untrained network (file, reference:NAME or text)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--format", default="onnx", help=f"export format: {', '.join(FORMATS)} (default onnx)")
-    p.add_argument("--opset", type=positive, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--opset", type=positive, default=None,
+                   help="ONNX opset, 18 up to the newest the installed onnx knows (default: the exporter's)")
     p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", help="keep every batch norm as a node")
     p.add_argument("--input-size", type=positive, default=None, help="input side in pixels (default: the network's)")
     p.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch, batch 1 and 8, and time both")
@@ -33,10 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.onnx import export_onnx, verify_onnx
+    from ..export.onnx import check_opset, export_onnx, verify_onnx
 
     if args.format not in FORMATS:
         raise BlockSwapError(f"unknown export format {args.format!r}; valid formats: {choices(FORMATS)}")
+    check_opset(args.opset)  # before building the network: a typo costs nothing
     out = Path(args.out)
     if out.is_dir():
         raise BlockSwapError(f"--out {args.out!r} is a folder; give a file name such as {str(out / 'model.onnx')!r}")

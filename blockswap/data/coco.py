@@ -56,12 +56,17 @@ def _check_annotations(data: Any, where: str, skip_bad_boxes: bool) -> dict:
         if not ok or "/" in im["file_name"] or im["file_name"] in ("", ".", ".."):
             raise _fail(where, f"image record {str(im)[:120]} needs an integer 'id', a plain 'file_name' "
                                "and positive integer 'width' and 'height'")
+        if im["id"] in sizes:  # pycocotools indexes by id: a duplicate would hide an image
+            raise _fail(where, f"image id {im['id']} is given twice")
         sizes[im["id"]] = (im["width"], im["height"])
-    kept = []
+    kept, ids = [], set()
     for a in data["annotations"]:
         if not isinstance(a, dict) or not isinstance(a.get("id"), int):
             raise _fail(where, f"annotation {str(a)[:120]} has no integer 'id'")
         name = f"annotation {a['id']}"
+        if a["id"] in ids:
+            raise _fail(where, f"{name} is given twice (annotation ids must be unique)")
+        ids.add(a["id"])
         if a.get("image_id") not in sizes:
             raise _fail(where, f"{name} refers to image {a.get('image_id')!r}, which is not in 'images'")
         if a.get("category_id") not in cats:
@@ -76,24 +81,77 @@ def _check_annotations(data: Any, where: str, skip_bad_boxes: bool) -> dict:
             problem = f"a degenerate box {box} (width and height must be > 0)"
         elif x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
             problem = f"a box {box} outside its {w}x{h} image"
+        problem = problem or _mask_problem(a.get("segmentation"), h, w)
         if problem:
             if skip_bad_boxes:
                 continue
             raise _fail(where, f"{name} (image {a['image_id']}) has {problem}; fix or remove it, "
                                "or pass --skip-bad-boxes to leave such objects out")
-        seg = a.get("segmentation")
-        polygons = isinstance(seg, list) and seg and all(
-            isinstance(p, list) and p and len(p) % 2 == 0 and all(_number(v) for v in p) for p in seg)
-        rle = isinstance(seg, dict) and isinstance(seg.get("counts"), (str, list)) and seg.get("size") == [h, w]
-        if not (polygons or rle):
-            raise _fail(where, f"{name} has a segmentation that is neither a list of polygons [x1, y1, x2, y2, "
-                               f"x3, y3, ...] nor an RLE {{'size': [{h}, {w}], 'counts': ...}}")
         if a.get("iscrowd", 0) not in (0, 1):
             raise _fail(where, f"{name} has iscrowd {a.get('iscrowd')!r}; expected 0 or 1")
+        if "area" in a and not (_number(a["area"]) and a["area"] >= 0):
+            raise _fail(where, f"{name} has area {a['area']!r}; expected a finite number >= 0 (pixels)")
         a.setdefault("iscrowd", 0)
         a.setdefault("area", float(bw * bh))
         kept.append(a)
     return {**data, "annotations": kept}
+
+
+def _mask_problem(seg: Any, h: int, w: int) -> str | None:
+    """What is wrong with a segmentation of an `h` x `w` image, checked before pycocotools reads
+    it (which fails with "Invalid RLE mask representation", or takes a 2-point polygon for a box)."""
+    shape = (f"neither a list of polygons [x1, y1, x2, y2, x3, y3, ...] nor an RLE "
+             f"{{'size': [{h}, {w}], 'counts': ...}}")
+    if isinstance(seg, list):
+        if not seg:
+            return f"an empty segmentation (expected {shape})"
+        for poly in seg:
+            if not (isinstance(poly, list) and all(_number(v) for v in poly) and len(poly) % 2 == 0):
+                return f"a polygon {str(poly)[:60]} that is not an even list of finite numbers"
+            if len(poly) < 6:
+                return f"a polygon of {len(poly) // 2} points {poly} (a polygon needs at least 3)"
+        return None
+    if not isinstance(seg, dict) or not isinstance(seg.get("counts"), (str, list)):
+        return f"a segmentation that is {shape}"
+    if seg.get("size") != [h, w]:
+        return f"an RLE of size {seg.get('size')!r}, not its image's [{h}, {w}]"
+    counts = seg["counts"]
+    if isinstance(counts, str):
+        counts = _rle_counts(counts)
+        if counts is None:
+            return "an invalid compressed RLE string (COCO's run-length encoding)"
+    elif not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return "an RLE whose counts are not all integers"
+    if any(c < 0 for c in counts) or sum(counts) != h * w:
+        return f"an RLE whose runs cover {sum(counts)} pixels, not its image's {h} x {w} = {h * w}"
+    return None
+
+
+def _rle_counts(text: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``: 5 bits per
+    character from '0', a continuation bit, sign-extended, each run after the second stored as
+    the difference to the run two before); None if the string is not one."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(text):
+                return None  # ends inside a number
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
 
 
 def read_coco(root: "str | Path", split: str, skip_bad_boxes: bool = False):

@@ -28,6 +28,9 @@ from ..files import atomic_write_bytes, atomic_write_json
 from ..seeding import derive_seed
 
 
+MAX_CANVAS = 2048  # pixels a side: 100 MB of float64 per canvas
+
+
 @dataclass(frozen=True)
 class DigitsCocoConfig:
     train: int = 400  # training canvases
@@ -43,6 +46,8 @@ class DigitsCocoConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise BlockSwapError(f"{name} must be a positive integer, got {value!r}")
+        if self.size > MAX_CANVAS:  # a canvas is drawn in float64 (24 bytes a pixel)
+            raise BlockSwapError(f"canvas size must be at most {MAX_CANVAS} pixels, got {self.size}")
         if not 8 <= self.min_digit <= self.max_digit <= self.size:
             raise BlockSwapError(f"digit sizes must satisfy 8 <= min ({self.min_digit}) <= max "
                                  f"({self.max_digit}) <= canvas size ({self.size})")

@@ -14,6 +14,19 @@ from .sharding import BatchSizeCheck, epoch_order, shard_batches
 # torchvision's ImageNet channel statistics (mean, std per RGB channel, in units of [0, 1]).
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
+# `data make-imagefolder` renders a whole split of digits at once (float32, then uint8 RGB):
+# about 10 kB per image at 64 px, 0.5 GB for the split at 256 px, the ImageNet protocol's
+# resize side (224 px crops). Larger sides would exhaust memory (100000 px: terabytes).
+MAX_MADE_SIZE = 256
+
+
+def check_made_size(size: int) -> int:
+    """The side of the images `data make-imagefolder` writes, in pixels, bounded (MAX_MADE_SIZE)."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_MADE_SIZE:
+        raise BlockSwapError(f"--size {size!r}: image side must be 8..{MAX_MADE_SIZE} pixels")
+    return size
+
+
 class ImageFolderSplit(BatchSizeCheck):
     """ImageNet-style class folders streamed from disk by a `DataLoader` with worker processes.
 

@@ -46,6 +46,27 @@ def _need_onnx():
     return onnx, onnxruntime
 
 
+# torch's exporter implements opset 18 and later; it "converts" a lower request with a fallback
+# that fails for most networks and then silently writes opset 18 (or ignores an unknown one).
+MIN_OPSET = 18
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets an export may ask for: MIN_OPSET to the newest the installed onnx knows."""
+    onnx, _ = _need_onnx()
+    return MIN_OPSET, int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int | None) -> int | None:
+    """`opset` if an export can write it (None: the exporter's default), else a one-line error."""
+    if opset is None:
+        return None
+    low, high = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise BlockSwapError(f"ONNX opset {opset!r} is not supported; valid opsets: {low}..{high}")
+    return opset
+
+
 @dataclass(frozen=True)
 class ExportInfo:
     path: Path
@@ -99,6 +120,7 @@ def export_module(module: nn.Module, shape: Sequence[int], path: "str | Path", *
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise BlockSwapError(f"ONNX file {str(path)!r} should end in .onnx")
+    check_opset(opset)
     net, folded = fold_batch_norms(module) if fold_bn else (copy.deepcopy(module).eval(), 0)
     x = torch.zeros(*shape)
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
@@ -106,13 +128,20 @@ def export_module(module: nn.Module, shape: Sequence[int], path: "str | Path", *
         kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1)},)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's progress chatter and deprecation notes
-        program = torch.onnx.export(net, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    verbose=False, **kwargs)
-    proto = program.model_proto
-    onnx.checker.check_model(proto)
+        try:
+            program = torch.onnx.export(net, (x,), dynamo=True, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], verbose=False, **kwargs)
+            proto = program.model_proto
+            onnx.checker.check_model(proto)
+        except Exception as exc:  # the exporter raises many types; the file is not written
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BlockSwapError(f"ONNX export of {type(module).__name__} failed: {first}") from None
+    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset is not None and opset_used != opset:  # never a file of another opset than asked for
+        raise BlockSwapError(f"the exporter could not write ONNX opset {opset} (it produced {opset_used}); "
+                             f"nothing written to {str(path)!r}")
     atomic_write_bytes(path, proto.SerializeToString())
     nodes = dict(Counter(n.op_type for n in proto.graph.node).most_common())
-    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     return ExportInfo(path, opset_used, folded, nodes.get("BatchNormalization", 0), nodes)
 
 

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..errors import BlockSwapError
+from ..space.blocks import BlockType
 from ..space.complexity import Complexity
+from ..space.costs import network_cost
 from ..space.genotype import Genotype, as_genotype
 from ..space.networks import NetworkSpec, network_spec
 from .block import Block
@@ -159,6 +163,35 @@ def build_model(name: "str | NetworkSpec", genotype: "Genotype | str | list | No
     >>> sum(p.numel() for p in model.parameters())
     2243546
     """
+    _check_build_args(name, genotype, num_classes)
     spec = network_spec(name, num_classes)
     geno = as_genotype(genotype, spec)
+    params = network_cost(spec, geno).params  # from formulas, before any memory is taken
+    if params > MAX_PARAMS:
+        raise BlockSwapError(f"{spec.name} with {spec.num_classes} classes would have {params:,} parameters "
+                             f"({4 * params / 2**30:.0f} GiB of float32); at most {MAX_PARAMS:,} are built")
     return BlockSwapNet(spec, list(geno.blocks), norm_layer)
+
+
+# Networks are built in memory: 2**31 float32 parameters are 8 GiB (a ResNet-152 has 60M).
+MAX_PARAMS = 2**31
+MAX_CLASSES = 1_000_000  # ImageNet-21k has 21,841 classes
+
+
+def _check_build_args(name: object, genotype: object, num_classes: object) -> None:
+    """One line naming the argument of `build_model` that has the wrong type or value."""
+    if not isinstance(name, (str, NetworkSpec)):
+        raise BlockSwapError(f"build_model: name must be a network name such as 'wrn-40-2' (a str), "
+                             f"got {type(name).__name__} {name!r}")
+    if genotype is not None:
+        if isinstance(genotype, (bytes, bytearray)) or not isinstance(genotype, (Genotype, str, Path, list, tuple)):
+            raise BlockSwapError(f"build_model: genotype must be a Genotype, a file, text such as 'S,G(4),...' or "
+                                 f"a list of block types, got {type(genotype).__name__} {genotype!r}"[:300])
+        if isinstance(genotype, (list, tuple)):
+            for item in genotype:
+                if not isinstance(item, (str, BlockType)):
+                    raise BlockSwapError(f"build_model: genotype entries must be block type names such as 'S', "
+                                         f"got {type(item).__name__} {item!r}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or not 1 <= num_classes <= MAX_CLASSES):
+        raise BlockSwapError(f"build_model: num_classes must be an integer in 1..{MAX_CLASSES:,}, got {num_classes!r}")
