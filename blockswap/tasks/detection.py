@@ -48,7 +48,7 @@ class Detection(Task):
         names = tuple(s.name for s in settings.signals)
         if names != ("fisher",):
             raise BlockSwapError(f"a detection search ranks by fisher alone, not {', '.join(names)}")
-        if settings.micro_batch is not None or settings.latency_table is not None:
+        if settings.micro_batch is not None or settings.latency_table is not None or settings.latency is not None:
             raise BlockSwapError("a detection search takes no micro_batch and no latency table")
 
     def draw(self, settings: Any) -> ScoringData:
