@@ -77,8 +77,7 @@ class Detection(Task):
     def build(self, network: Any, genotype_text: str, num_classes: int, settings: Any) -> torch.nn.Module:
         from ..nn.detection import build_detector
 
-        size = settings.input_size if settings.input_size is not None else DETECTION_MIN_SIZE
-        return build_detector(network, genotype_text, num_classes, min_size=size)
+        return build_detector(network, genotype_text, num_classes, min_size=settings.spec_input_size)
 
     def measure(self, build: Callable[[], torch.nn.Module], batches: list[Any], signals: Sequence[Any],
                 options: Any, seed: int) -> tuple[dict[str, float | None], list[float]]:
