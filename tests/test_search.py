@@ -290,3 +290,17 @@ def test_a_search_scored_by_0_1_is_reexported_but_not_extended(tmp_path):
     db.close()
     with pytest.raises(BlockSwapError, match="scored by BlockSwap 0.1"):
         run_search(config, tmp_path, resume=True, run=RunOptions(progress=False))
+
+
+def test_a_config_recorded_by_0_2_reads_back_and_records_the_same_keys():
+    # run.json / results.sqlite of 0.2, before tasks were values: the task a name, no table held.
+    recorded = {"model": "wrn-10-1", "budget": "40K", "tolerance": 0.2, "candidates": ["S", "G(4)", "B(2)"],
+                "samples": 3, "data": "synthetic", "batch_size": 8, "seed": 3, "signals": ["fisher"],
+                "augment": False, "input_size": 16, "halving": False, "halving_slice": 0.25, "halving_keep": 0.1,
+                "micro_batch": None, "latency_table": None, "latency_table_sha256": None,
+                "min_acceptance": 1e-3, "max_draws": 20_000_000, "task": "classification"}
+    config = SearchConfig.from_dict(recorded)
+    assert config == SearchConfig(model="wrn-10-1", budget="40k", tolerance=0.2, candidates="S,G(4),B(2)",
+                                  samples=3, data="synthetic", batch_size=8, seed=3, input_size=16)
+    assert set(config.to_dict()) == set(recorded)
+    assert SearchConfig.from_dict({k: v for k, v in recorded.items() if k != "task"}) == config  # 0.1: no task

@@ -2,6 +2,7 @@
 network; resolution from names; their data checks; the API's argument checks; and that
 `import blockswap` loads no detection code."""
 
+import json
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -9,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import blockswap as bs
 from blockswap import BlockSwapError, RunOptions, SearchConfig, run_search
 from blockswap.seeding import torch_seed
 from blockswap.space import load_genotype, network_cost, network_spec
@@ -31,7 +31,7 @@ def test_the_classification_budget_counts_the_whole_built_network():
     assert task.counted_spec(spec) == spec
     geno = load_genotype("G(N),B(2),S", "wrn-10-1")
     with torch_seed(0):
-        model = task.build("wrn-10-1", geno.text, 7, SimpleNamespace(input_size=None))
+        model = task.build("wrn-10-1", geno.text, 7, SimpleNamespace(spec_input_size=32))
     assert network_cost(task.counted_spec(spec), geno).params == numel(model)
     assert task.input_size(spec, None) == 32 and task.input_size(spec, 16) == 16
 
@@ -40,7 +40,7 @@ def test_the_detection_budget_counts_the_backbone_the_detector_holds():
     task = TASKS["detection"]
     geno = load_genotype(",".join([GENO] * 2), "resnet18")
     with torch_seed(0):
-        detector = task.build("resnet18", geno.text, 11, SimpleNamespace(input_size=64))
+        detector = task.build("resnet18", geno.text, 11, SimpleNamespace(spec_input_size=64))
     counted = network_cost(task.counted_spec(network_spec("resnet18", 11)), geno, 64).params
     assert counted == numel(detector.backbone.body)  # stem and stages, no pool or classifier
     assert numel(detector) > counted  # the FPN and heads are outside the budget (the same for all)
@@ -137,3 +137,17 @@ def test_import_blockswap_and_a_classification_search_load_no_detection(tmp_path
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "s" / "winner.json").exists()
+
+
+def test_cost_counts_a_genotype_as_the_task_search_does(capsys):
+    from blockswap.cli import main
+
+    geno = ",".join([GENO] * 2)
+    assert main(["cost", "--model", "resnet18", "--task", "detection", "--genotype", geno, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    with torch_seed(0):
+        body = TASKS["detection"].build("resnet18", geno, 2, SimpleNamespace(spec_input_size=800)).backbone.body
+    assert shown["params"] == numel(body) and shown["input_size"] == DETECTION_MIN_SIZE
+    assert main(["cost", "--model", "resnet18", "--genotype", geno, "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["params"] - shown["params"] == 512 * 1000 + 1000 and whole["input_size"] == 224

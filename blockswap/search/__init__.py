@@ -8,9 +8,10 @@ fanning the scoring out over processes or a Ray cluster.
 from .config import EXECUTORS, RunOptions, SearchConfig, default_workers
 from .run import SearchResult, run_search
 from .sampler import SampleReport, sample_genotypes
-from .scorer import Scorer, ScoringData, candidate_seed, scoring_data
+from .scorer import Job, Scorer, ScoringData, candidate_seed, scoring_data
+from ..tasks import ScoreRow
 from .store import RESULTS_FILE, Candidate, ResultStore, candidates_csv, open_search
 
-__all__ = ["EXECUTORS", "RESULTS_FILE", "Candidate", "ResultStore", "RunOptions", "SampleReport", "Scorer",
-           "ScoringData", "SearchConfig", "SearchResult", "candidate_seed", "candidates_csv", "default_workers",
-           "open_search", "run_search", "sample_genotypes", "scoring_data"]
+__all__ = ["EXECUTORS", "RESULTS_FILE", "Candidate", "Job", "ResultStore", "RunOptions", "SampleReport", "ScoreRow",
+           "Scorer", "ScoringData", "SearchConfig", "SearchResult", "candidate_seed", "candidates_csv",
+           "default_workers", "open_search", "run_search", "sample_genotypes", "scoring_data"]

@@ -4,8 +4,9 @@ candidate is built and scored, and the row a score makes (`ScoreRow`).
 A task is a value (`TASKS["detection"]`), resolved once from its name: the search and the CLI
 ask it instead of comparing names. The search config is passed to a task's methods as
 `settings` (read only: ``model``, ``seed``, ``data``, ``batch_size``, ``steps``, ``augment``,
-``input_size``, ``signals``, ``micro_batch``, ``latency``); the tasks sit below the search, so
-they read those attributes and never import `search`.
+``input_size``, ``spec_input_size`` (the side costs and data use, resolved by the config),
+``signals``, ``micro_batch``, ``latency_table``, ``latency``); the tasks sit below the search,
+so they read those attributes and never import `search`.
 
 The training side of a task (its step and evaluation) lives in `blockswap.train`, keyed by the
 same names.

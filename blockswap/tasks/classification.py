@@ -33,8 +33,7 @@ class Classification(Task):
     def draw(self, settings: Any) -> ScoringData:
         """Un-augmented by default (`SearchConfig.augment`): the Fisher potential then depends only
         on the network and the images drawn. One minibatch per step of the "@k" signals."""
-        size = self.input_size(settings.spec, settings.input_size)
-        split = load_split(settings.data, "train", size, "cpu")
+        split = load_split(settings.data, "train", settings.spec_input_size, "cpu")
         split.check_batch_size(settings.batch_size, f"training split of {settings.data}")  # as `train` does
         gen = torch.Generator().manual_seed(derive_seed(settings.seed, "minibatch"))
         out = []

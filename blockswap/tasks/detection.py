@@ -48,7 +48,7 @@ class Detection(Task):
         names = tuple(s.name for s in settings.signals)
         if names != ("fisher",):
             raise BlockSwapError(f"a detection search ranks by fisher alone, not {', '.join(names)}")
-        if settings.micro_batch is not None or settings.latency_table is not None:
+        if settings.micro_batch is not None or settings.latency_table is not None or settings.latency is not None:
             raise BlockSwapError("a detection search takes no micro_batch and no latency table")
 
     def draw(self, settings: Any) -> ScoringData:
@@ -77,8 +77,7 @@ class Detection(Task):
     def build(self, network: Any, genotype_text: str, num_classes: int, settings: Any) -> torch.nn.Module:
         from ..nn.detection import build_detector
 
-        size = settings.input_size if settings.input_size is not None else DETECTION_MIN_SIZE
-        return build_detector(network, genotype_text, num_classes, min_size=size)
+        return build_detector(network, genotype_text, num_classes, min_size=settings.spec_input_size)
 
     def measure(self, build: Callable[[], torch.nn.Module], batches: list[Any], signals: Sequence[Any],
                 options: Any, seed: int) -> tuple[dict[str, float | None], list[float]]:
