@@ -141,7 +141,7 @@ def _train_epoch(task: Any, epoch: int, dist: Distributed, show: bool, out: Path
                          state.optimizer.param_groups[0]["lr"], out)
         if show and (step % 10 == 0 or step == steps - 1):  # .item() syncs a GPU: not every step
             bar.set_postfix(loss=f"{(sums['loss'] / seen).item():.3f}",
-                            img_s=f"{seen.item() * dist.world_size / (time.perf_counter() - tick):.0f}")
+                            img_s=f"{seen.item() * dist.world_size / (time.perf_counter() - tick):.3g}")
     bar.close()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
