@@ -4,6 +4,7 @@ backbone's cost, the detector's Fisher potential, COCO metrics, and the CLI end 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -192,11 +193,11 @@ def test_detector_training_resumes_exactly(coco, tmp_path):
     cfg = DetectorConfig(epochs=2, batch_size=2, lr=0.01, warmup_iters=2, min_size=64, rois_per_image=16,
                          workers=0, lr_steps=(1,), eval_batch_size=4)
     geno = load_genotype("uniform:G(N)", "resnet18")
-    whole = train_detector(cfg, f"coco:{coco}", tmp_path / "a", network="resnet18", genotype=geno, progress_bar=False)
+    whole = train_detector(cfg, f"coco:{coco}", tmp_path / "a", network="resnet18", genotype=geno, progress=False)
     train_detector(DetectorConfig(**{**cfg.to_dict(), "epochs": 1, "lr_steps": (1,)}), f"coco:{coco}",
-                   tmp_path / "b", network="resnet18", genotype=geno, progress_bar=False)
+                   tmp_path / "b", network="resnet18", genotype=geno, progress=False)
     resumed = train_detector(cfg, f"coco:{coco}", tmp_path / "b", network="resnet18", genotype=geno,
-                             resume=True, progress_bar=False)
+                             resume=True, progress=False)
     a, _ = load_detector(tmp_path / "a")
     b, _ = load_detector(tmp_path / "b")
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -208,7 +209,7 @@ def test_detector_training_resumes_exactly(coco, tmp_path):
     assert all(k in whole for k in ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP"))
     with pytest.raises(BlockSwapError, match="cannot resume .*lr"):
         train_detector(DetectorConfig(**{**cfg.to_dict(), "lr": 0.02, "lr_steps": (1,)}), f"coco:{coco}",
-                       tmp_path / "b", network="resnet18", genotype=geno, resume=True, progress_bar=False)
+                       tmp_path / "b", network="resnet18", genotype=geno, resume=True, progress=False)
 
 
 @pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
@@ -296,3 +297,73 @@ def test_fpn_reads_the_stage_outputs_as_the_explicit_stage_loop_does(network):
     assert list(got) == list(expect) == [*map(str, range(len(body.stages))), "pool"]
     for key in expect:
         assert torch.equal(got[key], expect[key]), key
+
+
+TINY_DET = dict(batch_size=2, lr=0.01, warmup_iters=2, min_size=64, rois_per_image=16, workers=0, eval_batch_size=4)
+# torchvision's Mask R-CNN training losses (its roi_heads and rpn), independent of our code.
+MASK_RCNN_LOSSES = {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+
+
+def test_detector_metrics_hold_the_training_losses_and_the_epoch_line_prints_them(coco, tmp_path, capsys):
+    """The bug of issue 17: the train_* entries were commented out, so metrics.jsonl had no
+    training loss and the epoch line (progress on) died with KeyError: 'train_loss'."""
+    record = train_detector(DetectorConfig(epochs=1, **TINY_DET), f"coco:{coco}", tmp_path, network="resnet18",
+                            genotype=load_genotype("uniform:G(N)", "resnet18"), progress=True)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == json.loads((tmp_path / "record.json").read_text())["history"] == record["history"]
+    row = rows[0]
+    assert {k[6:] for k in row if k.startswith("train_loss_")} == MASK_RCNN_LOSSES
+    # The total is the sum of torchvision's losses (per-step means, averaged over the epoch).
+    assert row["train_loss"] == pytest.approx(sum(row[f"train_{k}"] for k in MASK_RCNN_LOSSES), rel=1e-6)  # float32 sum
+    assert all(math.isfinite(row[f"train_{k}"]) and row[f"train_{k}"] >= 0 for k in MASK_RCNN_LOSSES)
+    assert row["train_images"] == SMALL.train
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch 1:")]
+    assert line and f"train loss {row['train_loss']:.4f}" in line[0]
+    assert all(f"{k[5:]} {row['train_' + k]:.4f}" in line[0] for k in MASK_RCNN_LOSSES)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("momentum", -1.0, "momentum must be a number in [0, 1)"),
+    ("weight_decay", -1.0, "weight_decay must be a number >= 0"),
+    ("lr_gamma", float("nan"), "lr_gamma must be a factor in (0, 1]"),
+    ("warmup_factor", -5.0, "warmup_factor must be a factor in [0, 1]"),
+    ("lr", float("inf"), "lr must be a positive number"),
+    ("momentum", "0.9", "momentum must be a number"),
+    ("warmup_iters", -1, "warmup_iters must be an integer >= 0"),
+])
+def test_detector_config_names_the_bad_field(field, value, message):
+    with pytest.raises(BlockSwapError) as err:
+        DetectorConfig(**{field: value})
+    assert message in str(err.value) and repr(value) in str(err.value)
+
+
+def test_detector_cli_refuses_bad_settings_and_a_three_stage_backbone_in_one_line(coco, tmp_path, capsys):
+    from blockswap.cli import main
+
+    base = ["train", "detector", "--data", f"coco:{coco}", "--out", str(tmp_path / "o"), "--workers", "0"]
+    for extra, msg in [
+        (["--genotype", "uniform:G(N)", "--momentum", "-1"], "momentum must be a number in [0, 1), got -1.0"),
+        (["--genotype", "uniform:G(N)", "--weight-decay", "-1"], "weight_decay must be a number >= 0, got -1.0"),
+        (["--genotype", "uniform:G(N)", "--lr-gamma", "nan"], "lr_gamma must be a factor in (0, 1], got nan"),
+        (["--genotype", "uniform:G(N)", "--warmup-factor=-5"], "warmup_factor must be a factor in [0, 1], got -5.0"),
+        (["--genotype", "uniform:G(N)", "--model", "wrn-16-1"], "needs a network with 4 stages"),
+    ]:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(BlockSwapError, match="4 stages .*wrn-16-1 has 3"):
+        train_detector(DetectorConfig(epochs=1, **TINY_DET), f"coco:{coco}", tmp_path / "p", network="wrn-16-1")
+
+
+@pytest.mark.slow  # subprocesses (CLI, workers, Ray or torchrun)
+def test_cli_train_detector_with_progress_on_prints_each_epoch(coco, tmp_path):
+    """`blockswap train detector` as the README shows it: no --quiet."""
+    res = run_cli("train", "detector", "--model", "resnet18", "--genotype", "uniform:G(N)", "--data", f"coco:{coco}",
+                  "--out", str(tmp_path / "d"), "--epochs", "2", "--batch-size", "3", "--min-size", "64",
+                  "--rois-per-image", "16", "--workers", "0", "--warmup-iters", "1", "--eval-batch-size", "3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    history = json.loads((tmp_path / "d" / "record.json").read_text())["history"]
+    for row in history:
+        assert f"epoch {row['epoch']}: lr {row['lr']:.4g}  train loss {row['train_loss']:.4f}" in res.stdout
+    assert [r["epoch"] for r in history] == [1, 2]

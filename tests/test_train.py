@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import blockswap.train.loop as train_module
+import blockswap.train.classify as train_module
 from blockswap import BlockSwapError, Genotype
 from blockswap.data import Augment, TensorSplit, load_split
 from blockswap.train.distill import at_loss
@@ -312,3 +312,88 @@ def test_ddp_two_gloo_processes_match_single_process_gradient_accumulation(tmp_p
     ddp = state["state_dict"]
     for name, p in net.named_parameters():
         torch.testing.assert_close(ddp[name], p.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_removes_temporary_files_a_killed_checkpoint_write_left(tmp_path):
+    """kill -9 during `atomic_torch_save` leaves ``.checkpoint.pt.XXXX.tmp`` (issue 21)."""
+    cfg = _tiny(epochs=1)
+    train_model(cfg, "synthetic", tmp_path, MODEL, progress=False)
+    stale = [tmp_path / ".checkpoint.pt.k9x1.tmp", tmp_path / ".metrics.jsonl.k9x2.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "notes.tmp"
+    keep.write_text("the user's")
+    train_model(cfg, "synthetic", tmp_path, MODEL, resume=True, progress=False)  # finished: nothing to train
+    assert not any(p.exists() for p in stale) and keep.exists()
+    assert load_checkpoint(tmp_path)["epoch"] == 1
+
+
+def test_sigterm_during_a_checkpoint_write_leaves_no_temporary_file(tmp_path):
+    """SIGTERM while the checkpoint is being written: the write is abandoned, its temp file deleted."""
+    import signal
+
+    from blockswap.files import atomic_torch_save
+    from blockswap.train.state import terminate_as_exit
+
+    class KillsWhilePickled:
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return (int, (0,))
+
+    with pytest.raises(SystemExit) as exit_info, terminate_as_exit():
+        atomic_torch_save(tmp_path / "checkpoint.pt", {"weights": torch.zeros(1000), "x": KillsWhilePickled()})
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the run
+
+
+class _UserTeacher(torch.nn.Module):
+    """A user's own network (not a BlockSwap or torchvision one): maps 16x16, 8x8, 4x4 as WRN-10-1's."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.block_a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.block_b = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.block_c = torch.nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.block_c(self.block_b(self.block_a(self.stem(x)).relu()).relu()).relu()
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_user_module_teacher_distils_a_student_by_its_named_nodes(tmp_path):
+    import blockswap as bs
+    from blockswap.train.models import _module_teacher, module_fingerprint
+
+    torch.manual_seed(0)
+    teacher = _UserTeacher()
+    nodes = ["block_a", "block_b", "block_c"]
+    # The wrapper's points are the modules' outputs, as forward hooks see them; the logits forward's.
+    x = torch.randn(3, 3, 16, 16)
+    hooked = {}
+    handles = [getattr(teacher, n).register_forward_hook(lambda m, i, o, n=n: hooked.setdefault(n, o))
+               for n in nodes]
+    expected = teacher.eval()(x)
+    for h in handles:
+        h.remove()
+    logits, points = _module_teacher(teacher, nodes).forward_intermediates(x)
+    assert torch.equal(logits, expected) and list(points) == nodes
+    assert all(torch.equal(points[n], hooked[n]) for n in nodes)
+
+    student = parse_model("wrn-10-1", "G(4),G(4),G(4)", input_size=16)
+    record = bs.train_model(_tiny(epochs=1), "synthetic", tmp_path, student, teacher=teacher,
+                            teacher_nodes=nodes, progress=False)
+    at = record["history"][0]["train_at_loss"]
+    assert math.isfinite(at) and at > 0
+    assert record["teacher"] == {"source": "module", "module": "_UserTeacher",
+                                 "fingerprint": module_fingerprint(teacher), "nodes": nodes}
+    assert record["role"] == "student"
+    other = _UserTeacher()
+    assert module_fingerprint(other) != module_fingerprint(teacher)
+    other.load_state_dict(teacher.state_dict())
+    assert module_fingerprint(other) == module_fingerprint(teacher)
+    with pytest.raises(BlockSwapError, match="not a node of _UserTeacher; its nodes: x, stem"):
+        train_model(_tiny(epochs=1), "synthetic", tmp_path / "bad", student, teacher=teacher,
+                    teacher_nodes=["layer9"], progress=False)

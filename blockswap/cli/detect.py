@@ -79,7 +79,7 @@ def _steps(text: str) -> tuple[int, ...]:
 
 def run_train_detector(args: argparse.Namespace) -> int:
     from ..space.genotype import load_genotype
-    from ..train.detector import DetectorConfig, train_detector
+    from ..train.detector import DetectorConfig, check_backbone, train_detector
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -91,9 +91,10 @@ def run_train_detector(args: argparse.Namespace) -> int:
             network = load_genotype(args.genotype).network
         except BlockSwapError:
             network = "resnet34"  # inline text and uniform: do not name a network
+    check_backbone(network)  # before the genotype: a WRN's would be checked against the wrong network
     geno = load_genotype(args.genotype, network)
     record = train_detector(cfg, args.data, args.out, network=network, genotype=geno, resume=args.resume,
-                            overwrite=args.overwrite, device=args.device, progress_bar=not args.quiet)
+                            overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{network} backbone ({format_count(record['backbone_params'])} params, "
               f"{format_count(record['backbone_macs'])} MACs at {cfg.min_size}px; detector "

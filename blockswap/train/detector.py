@@ -5,7 +5,8 @@ distillation; `DetectorConfig`'s defaults are torchvision's detection reference 
 a minibatch of 16, momentum 0.9, weight decay 1e-4, 26 epochs with steps at 16 and 22, a linear
 warm-up over the first 1000 iterations, horizontal flips). The output folder receives after
 every epoch ``checkpoint.pt`` (written atomically) and ``metrics.jsonl`` (losses and COCO AP of
-the validation split), and at the end ``record.json``.
+the validation split), and at the end ``record.json``; the loop is `loop.run`, shared
+with classification.
 
 Exact resume: every epoch starts from seeds derived from (run seed, epoch): the data order,
 the flips, and torch's global generator (the RPN and RoI samplers draw from it), and the
@@ -16,11 +17,10 @@ epochs k+1.. exactly as the uninterrupted run. Data parallel under torchrun as `
 from __future__ import annotations
 
 import math
-import sys
-import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -28,21 +28,27 @@ from torch import nn
 from ..data.coco import CocoSplit
 from ..data.spec import DataSpec, parse_data
 from ..errors import BlockSwapError
-from ..files import FileFormat, atomic_torch_save, atomic_write_json, atomic_write_text, dumps, versions
+from ..files import FileFormat, versions
 from ..nn.detection import build_detector, max_size_for
-from ..outdir import RunFolder, claim_folder
-from ..progress import progress
+from ..outdir import RunFolder
 from ..seeding import derive_seed, torch_seed
 from ..space.costs import network_cost
 from ..space.genotype import Genotype, as_genotype
 from ..space.networks import network_spec
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .coco_eval import evaluate_detector
-from .distributed import setup_distributed
+from .loop import TRAIN_TASKS, fit
+from .state import TrainState, wrap_ddp
 
 DETECTOR_CHECKPOINT = FileFormat("blockswap.detector-checkpoint", 1, "BlockSwap detector checkpoint")
 DETECTOR_RECORD = FileFormat("blockswap.detector-run", 1, "BlockSwap detector run record")
 DETECTOR_FOLDER = RunFolder("detector training run", CHECKPOINT_NAME, (CHECKPOINT_NAME, "metrics.jsonl", "record.json"))
+
+
+# Fields that may change on resume: they do not change the epochs already run (the rate is a
+# function of the epoch, not of the run's length), so a finished run can be extended.
+DETECTOR_RUNTIME_FIELDS = frozenset({"epochs", "workers", "eval_batch_size"})
+DETECTOR_STAGES = 4  # torchvision's anchor generator: one anchor size per FPN level, 4 levels + pool
 
 
 @dataclass(frozen=True)
@@ -66,21 +72,34 @@ class DetectorConfig:
     seed: int = 0
     workers: int = 2  # image-decoding processes
     eval_batch_size: int = 8
-    # Fields that may change on resume: they do not change the epochs already run (the rate is a
-    # function of the epoch, not of the run's length), so a finished run can be extended.
-    runtime: tuple[str, ...] = field(default=("epochs", "workers", "eval_batch_size"), repr=False)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "min_size", "rois_per_image", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise BlockSwapError(f"{name} must be a positive integer, got {value!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise BlockSwapError(f"lr must be a positive number, got {self.lr!r}")
-        if not 0 <= self.hflip <= 1:
-            raise BlockSwapError(f"hflip must be a probability in [0, 1], got {self.hflip!r}")
-        if self.max_size is not None and self.max_size < self.min_size:
-            raise BlockSwapError(f"max_size {self.max_size} is below min_size {self.min_size}")
+            _integer(name, getattr(self, name), 1)
+        for name in ("warmup_iters", "seed", "workers"):
+            _integer(name, getattr(self, name), 0)
+        _number("lr", self.lr, "a positive number", lambda v: v > 0)
+        _number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
+        _number("weight_decay", self.weight_decay, "a number >= 0", lambda v: v >= 0)
+        _number("lr_gamma", self.lr_gamma, "a factor in (0, 1]", lambda v: 0 < v <= 1)
+        _number("warmup_factor", self.warmup_factor, "a factor in [0, 1]", lambda v: 0 <= v <= 1)
+        _number("hflip", self.hflip, "a probability in [0, 1]", lambda v: 0 <= v <= 1)
+        if not isinstance(self.lr_steps, (tuple, list)):
+            raise BlockSwapError(f"lr_steps must be a tuple of epochs, got {self.lr_steps!r}")
+        for step in self.lr_steps:
+            _integer("lr_steps", step, 1)
+        object.__setattr__(self, "lr_steps", tuple(self.lr_steps))
+        if not isinstance(self.skip_bad_boxes, bool):
+            raise BlockSwapError(f"skip_bad_boxes must be True or False, got {self.skip_bad_boxes!r}")
+        if self.max_size is not None:
+            _integer("max_size", self.max_size, 1)
+            if self.max_size < self.min_size:
+                raise BlockSwapError(f"max_size {self.max_size} is below min_size {self.min_size}")
+
+    @property
+    def runtime(self) -> frozenset[str]:
+        """Deprecated name of `DETECTOR_RUNTIME_FIELDS`."""
+        return DETECTOR_RUNTIME_FIELDS
 
     def lr_at(self, epoch: int, step: int) -> float:
         """Learning rate of `step` (0-based) of `epoch` (0-based), steps-per-epoch independent."""
@@ -91,13 +110,33 @@ class DetectorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("runtime")
         d["lr_steps"] = list(self.lr_steps)
         return d
 
 
+def _integer(name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        what = "a positive integer" if least == 1 else f"an integer >= {least}"
+        raise BlockSwapError(f"{name} must be {what}, got {value!r}")
+
+
+def _number(name: str, value: Any, what: str, ok: Callable[[float], bool]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise BlockSwapError(f"{name} must be {what}, got {value!r}")
+
+
+def check_backbone(network: str) -> None:
+    """Refuse up front a backbone the detector cannot take: torchvision's anchors pair one size
+    with each of the FPN's levels, built here for networks of 4 stages (ResNets)."""
+    spec = network_spec(network)
+    if len(spec.depths) != DETECTOR_STAGES:
+        raise BlockSwapError(f"a detector backbone needs a network with {DETECTOR_STAGES} stages (resnet18, "
+                             f"resnet34, torchvision:resnet50, ...); {spec.name} has {len(spec.depths)}")
+
+
 def detector_desc(network: str, genotype, num_classes: int, cfg: DetectorConfig) -> dict[str, Any]:
     """What `build_detector` needs to rebuild the network (stored in checkpoints)."""
+    check_backbone(network)
     spec = network_spec(network)
     geno = Genotype.standard(spec.name) if genotype is None else as_genotype(genotype, spec.name)
     return {"task": "detection", "network": spec.name, "genotype": geno.text, "num_classes": num_classes,
@@ -123,103 +162,107 @@ def backbone_cost(desc: dict[str, Any]) -> dict[str, int]:
 
 def train_detector(config: DetectorConfig, data: "str | DataSpec", out: "str | Path", *,
                    network: str = "resnet34", genotype=None, resume: bool = False, overwrite: bool = False,
-                   device: str | None = None, progress_bar: bool = True) -> dict[str, Any]:
+                   device: str | None = None, progress: bool = True, progress_bar: bool | None = None,
+                   on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train a Mask R-CNN whose backbone is `network` with `genotype` on COCO-layout `data`.
 
-    Returns the run record (also ``out/record.json``)."""
+    `resume`, `overwrite`, `progress`, `on_epoch_end`: `loop.fit` (`progress_bar` is the old,
+    deprecated name of `progress`). Returns the run record (also ``out/record.json``)."""
+    if progress_bar is not None:
+        warnings.warn("train_detector(progress_bar=...) is deprecated; use progress=...", DeprecationWarning,
+                      stacklevel=2)
+        progress = progress_bar
     spec = parse_data(data)
     if spec.name != "coco":
         raise BlockSwapError(f"a detector trains on COCO-layout data (coco:PATH), not {spec}")
-    dist = setup_distributed(device)
-    try:
-        with claim_folder(out, DETECTOR_FOLDER, resume=resume, overwrite=overwrite, enabled=dist.is_main) as out:
-            return _train(config, spec, out, network, genotype, dist, progress_bar and dist.is_main)
-    finally:
-        dist.close()
+    check_backbone(network)
+    return fit("detection", config, spec, out, resume=resume, overwrite=overwrite, device=device,
+               progress=progress, on_epoch_end=on_epoch_end, network=network, genotype=genotype)
 
 
-def _train(cfg: DetectorConfig, data: DataSpec, out: Path, network, genotype, dist, show) -> dict[str, Any]:
-    dev = dist.device
-    train_split = CocoSplit(data.path, "train", dev, cfg.workers, cfg.skip_bad_boxes)
-    val_split = CocoSplit(data.path, "val", dev, cfg.workers, cfg.skip_bad_boxes)
-    if val_split.cat_ids != train_split.cat_ids:
-        raise BlockSwapError(f"coco: train and val declare different categories in {data.path!r}")
-    if cfg.batch_size % dist.world_size:
-        raise BlockSwapError(f"batch size {cfg.batch_size} does not split over {dist.world_size} processes")
-    train_split.check_batch_size(cfg.batch_size, f"training split of {data}")
-    desc = detector_desc(network, genotype, train_split.num_classes, cfg)
-    with torch_seed(derive_seed(cfg.seed, "init")):
-        model = build_from_desc(desc)
-    model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    identity = {"role": "detector", "model": desc, "data": str(data), "config": cfg.to_dict()}
+@TRAIN_TASKS.register("detection")
+class Detection:
+    """Per-task pieces of a detector's run (`loop.run` calls them).
 
-    ckpt, history, start = out / CHECKPOINT_NAME, [], 0
-    if ckpt.exists():
-        state = _load(ckpt, dev)
-        _check_same(state, identity, ckpt, cfg)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start = list(state["history"]), int(state["epoch"])
-        if show:
-            print(f"resuming {str(ckpt)!r} after epoch {start}/{cfg.epochs}", file=sys.stderr)
-    # Unused parameters: the mask head gets no gradient in a step without a positive RoI.
-    train_net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
-        if dist.world_size > 1 else model
-    steps = math.ceil(len(train_split) / cfg.batch_size)
-    for epoch in range(start, cfg.epochs):
-        tick = time.perf_counter()
+    Exact resume: every epoch starts from seeds derived from (run seed, epoch), and the rate is
+    a function of (epoch, step), so no generator state needs to be carried across epochs."""
+
+    folder = DETECTOR_FOLDER
+    writer, hint = "blockswap train detector", "; it is not a detector checkpoint ('blockswap train detector')"
+
+    def __init__(self, cfg: DetectorConfig, data: DataSpec, dist, *, network: str, genotype):
+        self.cfg, self.dist = cfg, dist
+        dev = dist.device
+        self.train_split = CocoSplit(data.path, "train", dev, cfg.workers, cfg.skip_bad_boxes)
+        self.val_split = CocoSplit(data.path, "val", dev, cfg.workers, cfg.skip_bad_boxes)
+        if self.val_split.cat_ids != self.train_split.cat_ids:
+            raise BlockSwapError(f"coco: train and val declare different categories in {data.path!r}")
+        if cfg.batch_size % dist.world_size:
+            raise BlockSwapError(f"batch size {cfg.batch_size} does not split over {dist.world_size} processes")
+        self.train_split.check_batch_size(cfg.batch_size, f"training split of {data}")
+        self.desc = desc = detector_desc(network, genotype, self.train_split.num_classes, cfg)
+        with torch_seed(derive_seed(cfg.seed, "init")):
+            self.model = model = build_from_desc(desc)
+        model.to(dev)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        identity = {"role": "detector", "model": desc, "data": str(data), "config": cfg.to_dict()}
+        self.state = TrainState(model, optimizer, identity, DETECTOR_CHECKPOINT, DETECTOR_RUNTIME_FIELDS,
+                                lr_at=cfg.lr_at)
+        # Unused parameters: the mask head gets no gradient in a step without a positive RoI.
+        self.train_net = wrap_ddp(model, dist.world_size, find_unused_parameters=True)
+        self.epochs = cfg.epochs
+        self.steps_per_epoch = math.ceil(len(self.train_split) / cfg.batch_size)
+
+    def resumed(self) -> None:
+        pass
+
+    def train(self) -> None:
+        self.train_net.train()
+
+    def batches(self, epoch: int):
+        cfg = self.cfg
         torch.manual_seed(derive_seed(cfg.seed, "detector", "sampling", epoch))  # RPN / RoI samplers
         generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "data", epoch))
-        train_net.train()
-        sums: dict[str, float] = {}
-        bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", "step", enabled=show, leave=False)
-        for step, (images, targets) in enumerate(train_split.batches(
-                cfg.batch_size, shuffle=True, hflip=cfg.hflip, generator=generator,
-                rank=dist.rank, world_size=dist.world_size, pad_last=dist.world_size > 1)):
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr_at(epoch, step)
-            losses = train_net(images, targets)
-            loss = sum(losses.values())
-            if not torch.isfinite(dist.all_sum(loss.detach().clone())):
-                raise BlockSwapError(f"training diverged (epoch {epoch + 1}, step {step + 1}): loss {loss.item()}; "
-                                     f"the last good checkpoint stays in {str(out)!r}; lower --lr (now {cfg.lr:g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}", refresh=False)  # redraws at the bar's pace
-        bar.close()
-        seconds = time.perf_counter() - tick
-        if dist.world_size > 1:  # each rank updated BN running statistics on its own images:
-            for buf in model.buffers():  # evaluate (and save) rank 0's, on every rank
+        return self.train_split.batches(cfg.batch_size, shuffle=True, hflip=cfg.hflip, generator=generator,
+                                        rank=self.dist.rank, world_size=self.dist.world_size,
+                                        pad_last=self.dist.world_size > 1)
+
+    @staticmethod
+    def batch_len(batch) -> int:
+        return len(batch[1])
+
+    def step(self, batch) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        losses = self.train_net(images, targets)  # loss_classifier, loss_box_reg, loss_mask, ...
+        return {"loss": sum(losses.values()), **losses}
+
+    def after_step(self) -> None:
+        pass
+
+    def before_evaluation(self) -> None:
+        if self.dist.world_size > 1:  # each rank updated BN running statistics on its own images:
+            for buf in self.model.buffers():  # evaluate (and save) rank 0's, on every rank
                 torch.distributed.broadcast(buf, 0)
-        val = evaluate_detector(model, val_split, cfg.eval_batch_size, dist)
-        row = {"epoch": epoch + 1, "lr": cfg.lr_at(epoch, steps - 1),  # after any warm-up **{f"train_{k}": v / steps for k, v in sums.items()},
-               **{f"val_{k}": v for k, v in val.items()}, "train_seconds": seconds,
-               "train_img_per_s": len(train_split) / seconds, "seconds": time.perf_counter() - tick}
-        history.append(row)
-        if dist.is_main:
-            atomic_torch_save(ckpt, {**DETECTOR_CHECKPOINT.stamp(), **identity, "epoch": epoch + 1,
-                                     "history": history, "state_dict": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(),
-                                     "versions": {k: str(v) for k, v in versions().items()}})
-            atomic_write_text(out / "metrics.jsonl", "".join(dumps(r) + "\n" for r in history))
-            if show:
-                print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  box AP {_pct(val['bbox_AP'])}  "
-                      f"mask AP {_pct(val['segm_AP'])}  {row['train_img_per_s']:.2f} img/s", flush=True)
-    last = history[-1] if history else {}
-    record = {**DETECTOR_RECORD.stamp(), **identity, "genotype": desc["genotype"], **backbone_cost(desc),
-              **{k[4:]: v for k, v in last.items() if k.startswith("val_")},
-              "epochs_done": len(history), "seeds": {"run": cfg.seed, "init": derive_seed(cfg.seed, "init")},
-              "world_size": dist.world_size, "device": str(dev), "versions": versions(), "history": history}
-    if dist.is_main:
-        atomic_write_json(out / "record.json", record)
-    return record
+
+    def evaluate(self) -> dict[str, Any]:
+        return evaluate_detector(self.model, self.val_split, self.cfg.eval_batch_size, self.dist)
+
+    @staticmethod
+    def summary(row: dict[str, Any]) -> str:
+        parts = ", ".join(f"{k[11:]} {v:.4f}" for k, v in row.items() if k.startswith("train_loss_"))
+        return (f"epoch {row['epoch']}: lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} ({parts})  "
+                f"box AP {_pct(row.get('val_bbox_AP'))}  mask AP {_pct(row.get('val_segm_AP'))}  "
+                f"{row['train_img_per_s']:.2f} img/s")
+
+    def record(self) -> dict[str, Any]:
+        history, cfg = self.state.history, self.cfg
+        last = history[-1] if history else {}
+        return {**DETECTOR_RECORD.stamp(), **self.state.identity, "genotype": self.desc["genotype"],
+                **backbone_cost(self.desc), **{k[4:]: v for k, v in last.items() if k.startswith("val_")},
+                "epochs_done": len(history), "seeds": {"run": cfg.seed, "init": derive_seed(cfg.seed, "init")},
+                "world_size": self.dist.world_size, "device": str(self.dist.device), "versions": versions(),
+                "history": history}
 
 
 def _pct(value: float | None) -> str:
@@ -238,17 +281,3 @@ def load_detector(path: "str | Path", device="cpu") -> tuple[nn.Module, dict[str
         model = build_from_desc(state["model"])
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval(), state
-
-
-def _check_same(state: dict[str, Any], identity: dict[str, Any], path: Path, cfg: DetectorConfig) -> None:
-    for key in ("model", "data"):
-        if state.get(key) != identity[key]:
-            raise BlockSwapError(f"cannot resume {str(path)!r}: it was a run with {key} {state.get(key)!r}, "
-                                 f"not {identity[key]!r}")
-    old = state.get("config", {})
-    changed = [k for k, v in identity["config"].items() if k not in cfg.runtime and old.get(k) != v]
-    if changed:
-        raise BlockSwapError(f"cannot resume {str(path)!r}: it was started with "
-                             + ", ".join(f"{k}={old.get(k)!r}" for k in changed)
-                             + "; now " + ", ".join(f"{k}={identity['config'][k]!r}" for k in changed)
-                             + "; use the same settings")

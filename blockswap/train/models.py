@@ -132,3 +132,69 @@ def init_model(desc: ModelDesc, seed: int) -> nn.Module:
     """Build `desc` with its random initialisation drawn from `seed`, global RNG left untouched."""
     with torch_seed(seed):
         return desc.build()
+
+
+class _ModuleTeacher(nn.Module):
+    """A user's `nn.Module` with the `BlockSwapNet` interface: ``forward_intermediates(x)`` gives
+    ``(logits, {node: output})`` from one traced forward (torchvision's feature extraction)."""
+
+    def __init__(self, module: nn.Module, nodes: tuple[str, ...]):
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+        graph = get_graph_node_names(module)[1]  # eval-mode graph: a teacher is frozen in eval mode
+        unknown = [n for n in nodes if n not in graph]
+        if unknown:
+            shown = ", ".join(graph[:12]) + (", ..." if len(graph) > 12 else "")
+            raise BlockSwapError(f"teacher node {unknown[0]!r} is not a node of {type(module).__name__}; "
+                                 f"its nodes: {shown}")
+        self.node_names = tuple(nodes)
+        self._output = graph[-1]  # the node producing the forward's result (the logits)
+        returns = {n: f"point{i}" for i, n in enumerate(nodes)}
+        returns.setdefault(self._output, "logits")
+        self.net = create_feature_extractor(module.eval(), return_nodes=returns)
+        self._logits_key = returns[self._output]
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = dict(self.net(x))
+        return out[self._logits_key], {n: out[f"point{i}"] for i, n in enumerate(self.node_names)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_intermediates(x)[0]
+
+
+def _module_teacher(module: nn.Module, nodes=None) -> nn.Module:
+    """`module` as a teacher whose ``forward_intermediates(x)`` returns ``(logits, {node: tensor})``.
+
+    `nodes`: `torchvision.models.feature_extraction` node names of the attention points (e.g.
+    ``["layer1", "layer2", "layer3"]``); default: the stages ``layer1``.. of a torchvision-style
+    ResNet, or the module's own ``forward_intermediates`` if it has one (a BlockSwap network).
+    """
+    from ..nn.discover import stage_names
+
+    if not isinstance(module, nn.Module):
+        raise BlockSwapError(f"a teacher module must be a torch nn.Module, got {type(module).__name__}")
+    if nodes is None:
+        if callable(getattr(module, "forward_intermediates", None)):
+            return module
+        nodes = stage_names(module)
+        if not nodes:
+            raise BlockSwapError(f"cannot tell the attention points of teacher {type(module).__name__}: pass "
+                                 "teacher_nodes, its feature-extraction node names (torchvision."
+                                 "models.feature_extraction.get_graph_node_names)")
+    if isinstance(nodes, str) or not all(isinstance(n, str) for n in nodes) or not nodes:
+        raise BlockSwapError(f"teacher_nodes must be a non-empty list of node names, got {nodes!r}")
+    return _ModuleTeacher(module, tuple(nodes))
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) over the names, shapes and bytes of `module`'s state: a
+    user teacher has no file, so the run record identifies its weights by this."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                 if t.numel() else b"")
+    return h.hexdigest()[:16]
