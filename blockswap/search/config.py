@@ -39,7 +39,7 @@ class SearchConfig:
     size (128 on CIFAR), ranked by Fisher potential; the +-2.5% window is the authors' code's.
     """
 
-    model: str = "wrn-40-2"  # network whose blocks are swapped (`space.networks`)
+    model: "str | NetworkSpec" = "wrn-40-2"  # network whose blocks are swapped (`space.networks`)
     budget: Budget = Budget("params", 800_000, 0.025)  # or text: "800k" (params), "macs=90M"
     tolerance: float | None = None  # window; None: the budget's (2.5% for a text budget, as the authors' code)
     candidates: tuple[BlockType, ...] = tuple(default_candidates())  # or "S,G(4),..."; the paper's 23
