@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from ..errors import BlockSwapError
-from .config import RunOptions, SearchConfig
 from ..tasks import Job, ScoreRow
+from .config import RunOptions, SearchConfig
 from .scorer import Scorer, ScoringData
 
 
