@@ -149,7 +149,7 @@ def network_spec(name: "str | NetworkSpec", num_classes: int | None = None) -> N
     """The spec of network `name` (default classes: 10 for WRNs, 1000 for ResNets)."""
     if isinstance(name, NetworkSpec):
         return name.with_classes(num_classes)
-    return NETWORKS[str(name).strip().lower()].with_classes(num_classes)
+    return NETWORKS[str(name).strip()].with_classes(num_classes)
 
 
 @register_network(r"wrn-(\d+)-(\d+)", "wrn-D-k (D = 6n+4, e.g. wrn-40-2, wrn-16-1)",
