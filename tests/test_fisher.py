@@ -206,6 +206,7 @@ def test_overflow_to_zero_activations_is_reported_not_scored(scale):
     x, y = batch()
     with pytest.raises(NonFiniteSignal, match="activations of block 0 are all zero"):
         fisher_potential(tiny(), x * scale, y)
-    with pytest.raises(NonFiniteSignal):
-        parse_signal("fisher@2")(tiny(), [(x * scale, y), (x, y)])
+    for name in ("fisher@2", "snip", "grad_norm", "naswot", "jacob_cov"):
+        with pytest.raises(NonFiniteSignal, match="all zero"):
+            parse_signal(name)(tiny(), [(x * scale, y), (x, y)])
     assert fisher_potential(tiny(), x * 1e3, y).total > 0  # large but representable: scored

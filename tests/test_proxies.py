@@ -249,6 +249,10 @@ def test_rank_by_is_strict_and_a_plain_signal_ranks_as_before():
         parse_rank_by("mean_rank(fishr,macs)")
     with pytest.raises(BlockSwapError, match="two or more distinct"):
         parse_rank_by("mean_rank(fisher,fisher)")
+    from blockswap.search import SearchConfig
+
+    with pytest.raises(BlockSwapError, match="successive halving ranks its first round by one signal"):
+        SearchConfig(halving=True, rank_by="mean_rank(fisher,macs)")
     signal = parse_rank_by("fisher")
     values = {0: {"fisher": 1.0}, 1: {"fisher": 3.0}, 2: {"fisher": None}}
     assert signal.order(values) == [1, 0, 2]
@@ -269,3 +273,21 @@ def test_a_search_ranks_by_an_aggregate_and_records_it(tmp_path):
     assert config.to_dict()["rank_by"] == "mean_rank(fisher,macs)"
     assert SearchConfig.from_dict(config.to_dict()) == config
     assert SearchConfig(signals=("snip", "fisher")).rank_by.name == "snip"  # default: the first signal
+
+
+def test_the_cli_ranks_by_an_aggregate_and_records_it_in_run_json(tmp_path, capsys):
+    import json
+
+    from blockswap.cli import main
+
+    out = tmp_path / "s"
+    code = main(["search", "--model", "wrn-10-1", "--budget", "60k", "--tolerance", "0.2", "--samples", "2",
+                 "--data", "synthetic", "--batch-size", "4", "--input-size", "16", "--executor", "local",
+                 "--rank-by", "mean_rank(fisher, params)", "--out", str(out), "--json", "--quiet"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["signal"] == "mean_rank(fisher,params)"
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["rank_by"] == "mean_rank(fisher,params)"
+    assert record["config"]["signals"] == ["fisher", "params"]
+    assert main(["search", "--data", "synthetic", "--out", str(tmp_path / "t"), "--rank-by", "mean_rnak(fisher,macs)"]) != 0
+    assert "did you mean 'mean_rank'" in capsys.readouterr().err

@@ -23,22 +23,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from .execution import exact_run, weights
+from .fisher import check_probes
+from .probes import probe_outputs
 from .registry import register_proxy
 
 
-def _weight_grads(model, batches, options) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+def _forward(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
+    """model(x), refusing a network that overflowed (non-finite or all-zero block outputs,
+    e.g. inputs of 1e30: BN's float32 variance is infinite) as the Fisher potential does;
+    otherwise SNIP and grad_norm would be exactly 0.0 and NASWOT a degenerate -inf."""
+    if not getattr(model, "blocks", None):
+        return model(x)
+    with probe_outputs(model) as acts:
+        out = model(x)
+    check_probes(acts, name)
+    return out
+
+
+def _weight_grads(model, batches, options, name) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
     """dL/dW of the mean cross-entropy over the first minibatch, for every conv/linear weight."""
     x, y = batches[0]
     ws = weights(model)
     with exact_run(model, x, options.memory_format) as x:
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(_forward(model, x, name), y)
         return ws, torch.autograd.grad(loss, ws)
 
 
 @register_proxy("snip", higher_is_better=True)
 def _snip(model, batches, steps, options):
     """SNIP: sum over conv/linear weights of |w * dL/dw| on the minibatch (Lee et al. 2019)."""
-    ws, grads = _weight_grads(model, batches, options)
+    ws, grads = _weight_grads(model, batches, options, "snip")
     with torch.no_grad():
         return float(sum((w * g).abs().sum(dtype=torch.float64) for w, g in zip(ws, grads)))
 
@@ -46,7 +60,7 @@ def _snip(model, batches, steps, options):
 @register_proxy("grad_norm", higher_is_better=True)
 def _grad_norm(model, batches, steps, options):
     """Gradient norm: sum over conv/linear weights of ||dL/dW||_F (zero-cost-nas grad_norm)."""
-    _, grads = _weight_grads(model, batches, options)
+    _, grads = _weight_grads(model, batches, options, "grad_norm")
     with torch.no_grad():
         return float(sum(g.double().norm() for g in grads))
 
@@ -108,7 +122,7 @@ def _naswot(model, batches, steps, options):
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
         with exact_run(model, x, options.memory_format) as x, torch.no_grad():
-            model(x)
+            _forward(model, x, "naswot")
     finally:
         for h in handles:
             h.remove()
@@ -123,7 +137,7 @@ def _jacob_cov(model, batches, steps, options):
     x, _ = batches[0]
     with exact_run(model, x, options.memory_format) as x:
         x = x.detach().clone().requires_grad_(True)
-        (jac,) = torch.autograd.grad(model(x).sum(), x)
+        (jac,) = torch.autograd.grad(_forward(model, x, "jacob_cov").sum(), x)
     corr = np.corrcoef(jac.reshape(x.shape[0], -1).double().cpu().numpy())
     if not np.all(np.isfinite(corr)):
         return -math.inf
