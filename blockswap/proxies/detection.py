@@ -28,6 +28,7 @@ from ..nn.detection import detector_blocks
 from ..nn.exact_bn import exact_batch_norm
 from ..seeding import torch_seed
 from .fisher import FisherPotential, block_fisher
+from .probes import block_probe_outputs
 from .registry import check_signal
 
 
@@ -36,15 +37,10 @@ def detector_fisher(detector: nn.Module, images: list[torch.Tensor], targets: li
     """The Fisher potential of `detector`'s backbone blocks on one minibatch (see module doc)."""
     detector.train()
     blocks = detector_blocks(detector)
-    acts: list[torch.Tensor] = []
-    handles = [b.probe.register_forward_hook(lambda _m, _i, out: acts.append(out)) for b in blocks]
     exact = exact_batch_norm(detector) if images[0].device.type == "cpu" else contextlib.nullcontext()
     with exact, torch_seed(seed):
-        try:
+        with block_probe_outputs(blocks) as acts:
             losses = detector(images, targets)
-        finally:
-            for h in handles:
-                h.remove()
         grads = torch.autograd.grad(sum(losses.values()), acts, allow_unused=True)
     n = len(images)
     per_block = np.array([block_fisher(a, g if g is not None else torch.zeros_like(a), n) for a, g in zip(acts, grads)])
