@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..experiments import ExperimentOptions, expand, load_experiment, presets, run_experiment
+from ..experiments import ExperimentOptions, load_experiment, presets, run_experiment
 from ..files import dumps
 from .common import positive
 
@@ -62,18 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec, out: str) -> int:
-    from pathlib import Path
-
-    from ..experiments.store import STORE_FILE, ExperimentStore
+    from ..experiments.runner import plan
     from ..report.table import format_table
 
-    runs = expand(spec)
-    status: dict[str, str] = {}
-    path = Path(out) / STORE_FILE
-    if path.is_file():
-        with ExperimentStore(path, readonly=True) as store:
-            status = {r["key"]: r["status"] for r in store.rows()}
-    rows = [[r.key, r.phase, r.method, r.budget or "-", r.seed, status.get(r.key, "new")] for r in runs]
+    runs = plan(spec, out)  # every check a run makes, before it trains
+    rows = [[r.key, r.phase, r.method, r.budget or "-", r.seed, status] for r, status in runs]
     print(format_table(rows, ["run", "phase", "method", "budget", "seed", "status"], align="lllllr"))
-    print(f"\n{len(runs)} runs; {sum(s == 'done' for s in status.values())} done")
+    print(f"\n{len(runs)} runs; {sum(status == 'done' for _, status in runs)} done")
     return 0

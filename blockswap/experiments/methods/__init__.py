@@ -1,0 +1,10 @@
+"""Experiment methods, one registered `Method` per file (`METHODS`); adding one is one new file
+with one `METHODS.add` (docs/architecture.md). Registration order is the order of the docs."""
+
+from . import blockswap, random, single, reduced, prune, sensitivity  # noqa: F401  (registers them)
+from .base import METHODS, Method, MethodSpec, NoOptions, search_samples
+from .random import DEFAULT_SIGNALS
+from .single import nearest_single_types
+
+__all__ = ["DEFAULT_SIGNALS", "METHODS", "Method", "MethodSpec", "NoOptions", "nearest_single_types",
+           "search_samples"]
