@@ -307,7 +307,8 @@ def test_a_registered_method_joins_the_grid_and_the_report(tmp_path, uniform_met
     md = (tmp_path / "report" / "report.md").read_text()
     for b, e in errors.items():  # mean and sample std over the two seeds, by hand
         mean, std = (e[0] + e[1]) / 2, abs(e[0] - e[1]) / math.sqrt(2)
-        assert f"| uniform {b} | 90K | 1M | {mean:.2f} +- {std:.2f} (n=2) |" in md
+        row = next(line for line in md.splitlines() if line.startswith(f"| uniform {b} |"))
+        assert row.endswith(f"| {mean:.2f} +- {std:.2f} (n=2) |")
     assert md.index("uniform G(2)") < md.index("uniform G(4)")  # one rank: by label
     assert "| 4 |" in md  # the registered study's table: four finished students
 
