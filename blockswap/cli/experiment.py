@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive, default=None, help="local: torch threads (default: torch's choice)")
     p.add_argument("--limit", type=positive, default=None, help="run at most N runs now, then stop (resume later)")
     p.add_argument("--overwrite", action="store_true", help="delete the results in --out and start again")
-    p.add_argument("--dry-run", action="store_true", help="list the runs of the grid and their status; run nothing")
+    p.add_argument("--dry-run", action="store_true", help="make every check a run makes, list the runs and their status; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)

@@ -137,9 +137,11 @@ def check_experiment(spec: ExperimentSpec, runs: list[Run]) -> None:
 
     data = parse_data(spec.data)
     if data.path is not None and not Path(data.path).expanduser().exists():
-        raise BlockSwapError(f"{spec.source}: the folder of data {spec.data!r} does not exist")
+        raise BlockSwapError(f"{spec.source}: the folder of data {spec.data!r} does not exist; "
+                             f"give yours with --data {data.name}:PATH")
     if spec.teacher_weights is not None and spec.distill and not Path(spec.teacher_weights).expanduser().is_file():
-        raise BlockSwapError(f"{spec.source}: teacher_weights {spec.teacher_weights!r} is not a file")
+        raise BlockSwapError(f"{spec.source}: teacher_weights {spec.teacher_weights!r} is not a file; "
+                             "give it with --teacher-weights FILE")
     for r in runs:
         if r.phase == "search":
             try:

@@ -2,7 +2,7 @@
 theirs. Reads the experiment's store only; writes ``report.md``, ``report.html``, ``summary.json``
 and the PNG figures into one folder.
 
-The sections are the registered studies (`studies.STUDIES`), in their order, each added when it
+The sections are the registered studies (`studies.STUDIES`) by their `order`, each added when it
 applies to the finished students: the comparison at each budget (Table 2, Figure 3, Appendix C),
 single vs random mixed blocktypes (Figure 2, Sec. 4.1), ranking signals against final error
 (Table 1, Sec. 4.2), samples needed (Sec. 4.3), good and bad networks (Sec. 4.4), block
@@ -21,7 +21,7 @@ from ..experiments.spec import ExperimentSpec
 from ..experiments.store import open_experiment
 from ..files import atomic_write_json
 from .document import write_html, write_markdown
-from .studies import STUDIES, Context, label
+from .studies import Context, in_order, label
 from .studies.base import budget_text
 
 __all__ = ["experiment_report", "label"]
@@ -39,7 +39,7 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     done = [r for r in rows if r["status"] == "done" and r["phase"] == "student"]
     paper = paper_results(spec.paper) if spec.paper else None
     ctx = Context(done, spec, paper, out)
-    sections = [study.section(ctx) for study in STUDIES.values() if study.applies(done)]
+    sections = [study.section(ctx) for study in in_order() if study.applies(done)]
     teachers = [r for r in rows if r["phase"] == "teacher" and r["status"] == "done"]
     counts: dict[str, int] = defaultdict(int)
     for r in rows:

@@ -1,4 +1,4 @@
-"""What a report study is: one registered `Study` value (`STUDIES`), in the report's order.
+"""What a report study is: one registered `Study` value (`STUDIES`), placed by its `order`.
 
 A study reads the finished students of an experiment (`Context.done`, rows of its store),
 says whether it `applies` to them and writes its `Section` (tables, text, figures in
@@ -42,9 +42,15 @@ class Study:
     name: str
     applies: Callable[[list[dict[str, Any]]], bool]  # finished student rows -> whether it has something to show
     section: Callable[[Context], Section]
+    order: float = 100  # place in the report, lowest first (the paper's order: 10 comparison ... 70 pictures)
 
 
 STUDIES: Registry[Study] = Registry("study", "studies")
+
+
+def in_order() -> list[Study]:
+    """The registered studies in the report's order."""
+    return sorted(STUDIES.values(), key=lambda s: s.order)
 
 
 def method_of(row: dict[str, Any]) -> Method:

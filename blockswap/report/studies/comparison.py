@@ -95,4 +95,4 @@ def comparison(ctx: Context) -> Section:
     return Section("Students at each budget (Table 2, Figure 3, Appendix C)", text, tables, images)
 
 
-STUDIES.add("comparison", Study("comparison", lambda rows: True, comparison))
+STUDIES.add("comparison", Study("comparison", lambda rows: True, comparison, order=10))

@@ -42,4 +42,4 @@ def densities(ctx: Context) -> Section:
                    [("densities.png", "Final error of random mixed-blocktype networks per budget (paper Figure 2)")])
 
 
-STUDIES.add("densities", Study("densities", has(RANDOM), densities))
+STUDIES.add("densities", Study("densities", has(RANDOM), densities, order=20))

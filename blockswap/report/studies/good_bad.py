@@ -51,4 +51,4 @@ def good_bad(ctx: Context) -> Section:
     return Section("What good and bad networks look like (Sec. 4.4)", text, [], images)
 
 
-STUDIES.add("good-bad", Study("good-bad", has(RANDOM), good_bad))
+STUDIES.add("good-bad", Study("good-bad", has(RANDOM), good_bad, order=50))

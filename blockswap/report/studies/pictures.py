@@ -40,4 +40,4 @@ def _picture(best, b, series: str, ctx: Context, images: list, rows: list) -> No
                  format_count(cost.macs)])
 
 
-STUDIES.add("pictures", Study("pictures", lambda rows: bool(best_of_rows(rows)), pictures))
+STUDIES.add("pictures", Study("pictures", lambda rows: bool(best_of_rows(rows)), pictures, order=70))

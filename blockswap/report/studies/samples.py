@@ -32,4 +32,4 @@ def samples(ctx: Context) -> Section:
                    [Table(["budget", "samples n", "top-1 error %", "from"], rows)])
 
 
-STUDIES.add("samples", Study("samples", lambda rows: bool(best_of_rows(rows)), samples))
+STUDIES.add("samples", Study("samples", lambda rows: bool(best_of_rows(rows)), samples, order=40))

@@ -41,4 +41,4 @@ def sensitivity(ctx: Context) -> Section:
                    [("sensitivity.png", f"Final error and parameters with block i swapped for {block}")])
 
 
-STUDIES.add("sensitivity", Study("sensitivity", has(METHOD), sensitivity))
+STUDIES.add("sensitivity", Study("sensitivity", has(METHOD), sensitivity, order=60))

@@ -43,4 +43,4 @@ def signals(ctx: Context) -> Section:
     return Section("Ranking signals against final error (Table 1)", text, tables)
 
 
-STUDIES.add("signals", Study("signals", has(RANDOM), signals))
+STUDIES.add("signals", Study("signals", has(RANDOM), signals, order=30))
