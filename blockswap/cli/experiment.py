@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..experiments import ExperimentOptions, load_experiment, presets, run_experiment
+from ..experiments import METHODS, ExperimentOptions, load_experiment, presets, run_experiment
 from ..files import dumps
 from .common import positive
 
@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "teachers, searches and students; run what is not done yet into --out, one after "
                     "another or as Ray tasks. Rerun the same command to resume: finished runs are "
                     "skipped, interrupted ones continue from their checkpoints. Then: "
-                    "blockswap report experiment OUT --out REPORT_DIR.")
+                    "blockswap report experiment OUT --out REPORT_DIR.",
+        epilog="methods ([methods.NAME] tables): " + "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", help="experiment TOML file or preset name")
     p.add_argument("--out", required=True, help="experiment folder: experiment.sqlite and runs/")
     p.add_argument("--data", default=None, help="replace the file's data (e.g. cifar10:/data/cifar10)")
