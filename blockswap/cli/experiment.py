@@ -18,8 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "another or as Ray tasks. Rerun the same command to resume: finished runs are "
                     "skipped, interrupted ones continue from their checkpoints. Then: "
                     "blockswap report experiment OUT --out REPORT_DIR.",
-        epilog="methods ([methods.NAME] tables): " + "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="methods ([methods.NAME] tables): " + "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()))
     p.add_argument("experiment", help="experiment TOML file or preset name")
     p.add_argument("--out", required=True, help="experiment folder: experiment.sqlite and runs/")
     p.add_argument("--data", default=None, help="replace the file's data (e.g. cifar10:/data/cifar10)")
