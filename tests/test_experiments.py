@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ from blockswap.cli import main
 from blockswap.errors import BlockSwapError
 from blockswap.experiments import (ExperimentOptions, expand, load_experiment, nearest_single_types,
                                    open_experiment, presets, run_experiment)
-from blockswap.experiments.runner import run_folder
+from blockswap.experiments import METHODS, ExperimentStore, Method, Run
+from blockswap.experiments.runner import plan, run_folder
+from blockswap.report.document import Section, Table
+from blockswap.report.experiment import experiment_report
+from blockswap.report.studies import STUDIES, Study
 from blockswap.space.budget import parse_budget
 
 TINY = """
@@ -57,22 +62,41 @@ def tiny(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
+def _raw_preset(name: str) -> dict:
+    import tomllib
+    from importlib import resources
+
+    return tomllib.loads((resources.files("blockswap.experiments") / "presets" / f"{name}.toml").read_text())
+
+
 def test_grid_counts_follow_the_file():
-    spec = load_experiment("digits-study")
-    runs = expand(spec)
+    # Brute force: enumerate every (budget, n, seed), (budget, network, seed), ... combination the
+    # TOML file names, straight from its raw tables, and count the grid's runs per method.
+    import itertools
+
+    raw = _raw_preset("digits-study")
+    runs = expand(load_experiment("digits-study"))
     assert len({r.key for r in runs}) == len(runs)  # keys are unique: each is a folder
-    by = lambda m: [r for r in runs if r.method == m]  # noqa: E731
-    n_budgets = len(spec.budgets)
-    assert len(by("teacher")) == len(spec.seeds)
-    assert len(by("search")) == 2 * n_budgets  # one BlockSwap search and one random set per budget
-    opts = {m.name: (m.options, m.seeds) for m in spec.methods}
-    assert len(by("blockswap")) == len(opts["blockswap"][0]["samples"]) * n_budgets * len(opts["blockswap"][1])
-    assert len(by("random")) == opts["random"][0]["networks"] * n_budgets * len(opts["random"][1])
-    assert len(by("single")) == opts["single"][0]["nearest"] * n_budgets * len(opts["single"][1])
-    assert len(by("reduced")) == len(opts["reduced"][0]["models"]) * len(opts["reduced"][1])
-    assert len(by("sensitivity")) == (network_spec(spec.model).num_blocks + 1) * len(opts["sensitivity"][1])
+    methods = raw["methods"]
+    seeds = lambda m: methods[m].get("seeds", raw["seeds"])  # noqa: E731
+    depth = int(raw["model"].split("-")[1])
+    blocks = (depth - 4) // 6 * 3  # WRN-d-k: (d-4)/6 blocks in each of 3 stages
+    want = {
+        "teacher": list(itertools.product(sorted({s for m in methods for s in seeds(m)}))),
+        "search": list(itertools.product(raw["budgets"], ["blockswap", "random"])),
+        "blockswap": list(itertools.product(raw["budgets"], methods["blockswap"]["samples"], seeds("blockswap"))),
+        "random": list(itertools.product(raw["budgets"], range(methods["random"]["networks"]), seeds("random"))),
+        "single": list(itertools.product(raw["budgets"], range(methods["single"]["nearest"]), seeds("single"))),
+        "reduced": list(itertools.product(methods["reduced"]["models"], seeds("reduced"))),
+        "l1": list(itertools.product(raw["budgets"], seeds("l1"))),
+        "snip": list(itertools.product(raw["budgets"], seeds("snip"))),
+        "sensitivity": list(itertools.product([None, *range(blocks)], seeds("sensitivity"))),
+    }
+    got = {m: sum(1 for r in runs if r.method == m) for m in want}
+    assert got == {m: len(combos) for m, combos in want.items()}
+    assert len(runs) == sum(len(c) for c in want.values())
     # a student of seed s is distilled from the teacher of seed s: every seed has its teacher
-    assert {r.seed for r in runs if r.phase == "student"} <= {r.seed for r in by("teacher")}
+    assert {r.seed for r in runs if r.phase == "student"} <= {r.seed for r in runs if r.method == "teacher"}
 
 
 def test_sensitivity_swaps_one_block_at_a_time():
@@ -217,6 +241,164 @@ def test_cli_lists_presets_and_refuses_bad_ones(tmp_path, capsys):
     assert main(["experiment", str(tiny(tmp_path)), "--out", str(tmp_path / "x"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "student/blockswap-12/100k/s0" in out and "new" in out
+
+
+# ---- registered values: a new method or study is one entry ----------------------------------
+@dataclass(frozen=True)
+class UniformOptions:
+    blocks: tuple[str, ...] = ("G(4)",)  # each block type everywhere, whatever the budget
+
+
+def _uniform_students(spec, m, seed):
+    return [Run(f"student/uniform-{b}/s{seed}", "student", m.name, None, seed,
+                {"genotype": ",".join([b] * network_spec(spec.model).num_blocks), "block": b})
+            for b in m.options.blocks]
+
+
+@pytest.fixture
+def uniform_method():
+    """A baseline registered by a test, as a plug-in would: one entry, no other edit."""
+    METHODS.add("uniform", Method("uniform", _uniform_students, lambda d: f"uniform {d['block']}", rank=4,
+                                  options=UniformOptions))
+    STUDIES.add("uniform-count", Study(
+        "uniform-count", lambda rows: any(r["method"] == "uniform" for r in rows),
+        lambda ctx: Section("Uniform students counted", [], [Table(["students"], [[len(ctx.done)]])])))
+    try:
+        yield
+    finally:
+        METHODS.remove("uniform")
+        STUDIES.remove("uniform-count")
+
+
+UNIFORM = TINY.split("[methods.blockswap]")[0] + '[methods.uniform]\nblocks = ["G(4)", "G(2)"]\nseeds = [0, 1]\n'
+
+
+def _store_with(out: Path, spec, results: dict[str, dict]) -> None:
+    """An experiment store of `spec` whose runs `results` are done (nothing trained)."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs = expand(spec)
+    with ExperimentStore(out / "experiment.sqlite") as store:
+        store.bind(spec.to_dict(), runs)
+        store.add(runs)
+        for key, result in results.items():
+            store.mark(key, "done", result=result)
+
+
+def test_a_registered_method_joins_the_grid_and_the_report(tmp_path, uniform_method):
+    path = tmp_path / "uniform.toml"
+    path.write_text(UNIFORM)
+    spec = load_experiment(path)
+    keys = {r.key for r in expand(spec) if r.phase == "student"}
+    assert keys == {f"student/uniform-{b}/s{s}" for b in ("G(4)", "G(2)") for s in (0, 1)}  # 2 blocks x 2 seeds
+    path.write_text(UNIFORM.replace('blocks = ["G(4)", "G(2)"]', 'blocks = "G(4)"'))
+    with pytest.raises(BlockSwapError, match=r"\[methods.uniform\]: 'blocks' must be a non-empty list"):
+        load_experiment(path)
+    path.write_text(UNIFORM + "colour = 1\n")
+    with pytest.raises(BlockSwapError, match="unknown key 'colour'; valid keys: blocks"):
+        load_experiment(path)
+
+    errors = {"G(4)": [10.0, 14.0], "G(2)": [8.0, 9.0]}
+    out = tmp_path / "exp"
+    _store_with(out, spec, {f"student/uniform-{b}/s{s}": {"top1_error": errors[b][s], "params": 90_000 + s,
+                                                           "macs": 10**6, "genotype": "G(4)"}
+                            for b in errors for s in (0, 1)})
+    summary = experiment_report(out, tmp_path / "report")
+    assert summary["sections"] == ["Students at each budget (Table 2, Figure 3, Appendix C)", "Uniform students counted"]
+    md = (tmp_path / "report" / "report.md").read_text()
+    for b, e in errors.items():  # mean and sample std over the two seeds, by hand
+        mean, std = (e[0] + e[1]) / 2, abs(e[0] - e[1]) / math.sqrt(2)
+        row = next(line for line in md.splitlines() if line.startswith(f"| uniform {b} |"))
+        assert row.endswith(f"| {mean:.2f} +- {std:.2f} (n=2) |")
+    assert md.index("uniform G(2)") < md.index("uniform G(4)")  # one rank: by label
+    assert "| 4 |" in md  # the registered study's table: four finished students
+
+
+# ---- issue 21: reruns, type checks, dry runs, stale states ---------------------------------
+def test_rerun_that_would_change_a_finished_search_is_refused_in_one_line(tmp_path, capsys):
+    spec = load_experiment(tiny(tmp_path))
+    out = tmp_path / "exp"
+    _store_with(out, spec, {"search/blockswap/100k": {"genotype": "S"}, "search/random/100k": {"genotype": "S"}})
+    cases = [("samples = [4, 12]", "samples = [4, 12, 20]", r"search/blockswap/100k finished with samples=12; "
+              r"the file now asks samples=20"),
+             ("networks = 3", "networks = 4", r"search/random/100k finished with samples=3; the file now asks samples=4"),
+             ('signals = ["fisher", "snip"]', 'signals = ["fisher", "snip", "synflow"]',
+              r'search/random/100k finished with signals=\["fisher", "snip"\]; the file now asks signals=\['
+              r'"fisher", "snip", "synflow"\]')]
+    for old, new, message in cases:
+        path = tmp_path / "changed.toml"
+        path.write_text(TINY.replace(old, new))
+        with pytest.raises(BlockSwapError, match=message):
+            run_experiment(load_experiment(path), out, ExperimentOptions(progress=False))
+        assert main(["experiment", str(path), "--out", str(out), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "finished with" in err
+    with open_experiment(out) as store:  # nothing was run or changed by the refused reruns
+        assert store.counts([r.key for r in expand(spec)])["done"] == 2
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("seeds = [0]", 'seeds = [0]\ndistill = "false"', "'distill' must be true or false, got 'false'"),
+    ("samples = 12", 'samples = 12\nhalving = "yes"', r"\[search\]: 'halving' must be true or false, got 'yes'"),
+    ("samples = 12", 'samples = "3"', r"\[search\]: 'samples' must be an integer, got '3'"),
+    ("samples = 12", "samples = 0", r"\[search\]: 'samples' must be a positive integer, got 0"),
+    ("networks = 3", "networks = 3.0", r"\[methods.random\]: 'networks' must be an integer, got 3.0"),
+    ("samples = [4, 12]", 'samples = [4, "12"]', r"\[methods.blockswap\]: 'samples' must be an integer"),
+    ('data = "digits"', 'data = "mnist"', "unknown dataset 'mnist'; valid datasets:"),
+    ("epochs = 1\n[search]", 'epochs = "1"\n[search]', r"\[student\]: 'epochs' must be an integer"),
+])
+def test_every_value_is_type_checked_and_the_dry_run_refuses_it(tmp_path, capsys, old, new, message):
+    path = tmp_path / "bad.toml"
+    assert old in TINY
+    path.write_text(TINY.replace(old, new, 1))
+    with pytest.raises(BlockSwapError, match=message):
+        load_experiment(path)
+    assert main(["experiment", str(path), "--out", str(tmp_path / "x"), "--dry-run"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_dry_run_checks_what_a_run_would(tmp_path, capsys):
+    given = TINY.replace("seeds = [0]", 'seeds = [0]\nteacher_model = "torchvision:resnet18"\n'
+                                        f'teacher_weights = "{tmp_path / "missing.pth"}"').replace("[methods.l1]\n", "")
+    path = tmp_path / "given.toml"
+    path.write_text(given)
+    assert main(["experiment", str(path), "--out", str(tmp_path / "x"), "--dry-run"]) == 2
+    assert "teacher_weights" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    path.write_text(TINY.replace('data = "digits"', f'data = "cifar10:{tmp_path / "nowhere"}"'))
+    assert main(["experiment", str(path), "--out", str(tmp_path / "x"), "--dry-run"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_spec_that_never_finished_a_run_does_not_lock_the_store(tmp_path):
+    spec = load_experiment(tiny(tmp_path), data="synthetic")
+    out = tmp_path / "exp"
+    _store_with(out, spec, {})
+    with ExperimentStore(out / "experiment.sqlite") as store:
+        store.mark("teacher/s0", "failed", error="bad data")
+    fixed = load_experiment(tiny(tmp_path))  # data = "digits": accepted, nothing finished
+    assert [s for _, s in plan(fixed, out)].count("done") == 0
+    with ExperimentStore(out / "experiment.sqlite") as store:
+        store.bind(fixed.to_dict(), expand(fixed))
+        store.mark("teacher/s0", "done", result={"top1_error": 1.0})
+    with pytest.raises(BlockSwapError, match="other data"):  # now a finished run holds it to digits
+        plan(spec, out)
+
+
+def test_stale_running_states_show_as_interrupted(tmp_path, capsys):
+    from blockswap.experiments.runner import EXPERIMENT_FOLDER
+    from blockswap.outdir import claim_folder
+
+    spec = load_experiment(tiny(tmp_path))
+    out = tmp_path / "exp"
+    _store_with(out, spec, {"teacher/s0": {"top1_error": 1.0}})
+    with ExperimentStore(out / "experiment.sqlite") as store:
+        store.mark("search/blockswap/100k", "running")  # as after a Ctrl-C or a kill
+    status = dict((r.key, s) for r, s in plan(spec, out))
+    assert status["search/blockswap/100k"] == "interrupted" and status["teacher/s0"] == "done"
+    assert main(["experiment", str(tiny(tmp_path)), "--out", str(out), "--dry-run"]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    with claim_folder(out, EXPERIMENT_FOLDER, resume=True):  # a live run holds the folder: running
+        assert dict((r.key, s) for r, s in plan(spec, out))["search/blockswap/100k"] == "running"
 
 
 @pytest.mark.slow

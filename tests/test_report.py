@@ -81,3 +81,18 @@ def test_report_errors_are_one_line(tmp_path):
         load_records([tmp_path])
     res = run_cli("report", "runs", str(tmp_path / "nowhere"))
     assert res.returncode == 2 and res.stderr.startswith("blockswap: error:") and "Traceback" not in res.stderr
+
+
+def test_runs_of_two_datasets_show_the_dataset_column(tmp_path):
+    # Issue 21: one setting on two datasets gave two identical-looking rows (86.35 vs 70.31).
+    for data, error in (("digits", 86.35), ("synthetic", 70.31)):
+        write_record(tmp_path / data, "student", "S,G(4)", 0, error, 1.0)
+        rec = json.loads((tmp_path / data / "record.json").read_text())
+        (tmp_path / data / "record.json").write_text(json.dumps({**rec, "data": data}))
+    res = run_cli("report", "runs", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    header, _, *rows = res.stdout.splitlines()[:4]
+    assert header.split()[:5] == ["method", "[setting]", "data", "network", "genotype"]
+    assert sorted(r.split()[3] for r in rows[:2]) == ["digits", "synthetic"]  # after "student (AT beta=1000)"
+    single = run_cli("report", "runs", str(tmp_path / "digits"))
+    assert "data" not in single.stdout.splitlines()[0].split()  # one dataset: no column

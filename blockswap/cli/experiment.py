@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..experiments import ExperimentOptions, expand, load_experiment, presets, run_experiment
+from ..experiments import METHODS, ExperimentOptions, load_experiment, presets, run_experiment
 from ..files import dumps
 from .common import positive
 
@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "teachers, searches and students; run what is not done yet into --out, one after "
                     "another or as Ray tasks. Rerun the same command to resume: finished runs are "
                     "skipped, interrupted ones continue from their checkpoints. Then: "
-                    "blockswap report experiment OUT --out REPORT_DIR.")
+                    "blockswap report experiment OUT --out REPORT_DIR.",
+        epilog="methods ([methods.NAME] tables): " + "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()))
     p.add_argument("experiment", help="experiment TOML file or preset name")
     p.add_argument("--out", required=True, help="experiment folder: experiment.sqlite and runs/")
     p.add_argument("--data", default=None, help="replace the file's data (e.g. cifar10:/data/cifar10)")
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive, default=None, help="local: torch threads (default: torch's choice)")
     p.add_argument("--limit", type=positive, default=None, help="run at most N runs now, then stop (resume later)")
     p.add_argument("--overwrite", action="store_true", help="delete the results in --out and start again")
-    p.add_argument("--dry-run", action="store_true", help="list the runs of the grid and their status; run nothing")
+    p.add_argument("--dry-run", action="store_true", help="make every check a run makes, list the runs and their status; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)
@@ -62,18 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec, out: str) -> int:
-    from pathlib import Path
-
-    from ..experiments.store import STORE_FILE, ExperimentStore
+    from ..experiments.runner import plan
     from ..report.table import format_table
 
-    runs = expand(spec)
-    status: dict[str, str] = {}
-    path = Path(out) / STORE_FILE
-    if path.is_file():
-        with ExperimentStore(path, readonly=True) as store:
-            status = {r["key"]: r["status"] for r in store.rows()}
-    rows = [[r.key, r.phase, r.method, r.budget or "-", r.seed, status.get(r.key, "new")] for r in runs]
+    runs = plan(spec, out)  # every check a run makes, before it trains
+    rows = [[r.key, r.phase, r.method, r.budget or "-", r.seed, status] for r, status in runs]
     print(format_table(rows, ["run", "phase", "method", "budget", "seed", "status"], align="lllllr"))
-    print(f"\n{len(runs)} runs; {sum(s == 'done' for s in status.values())} done")
+    print(f"\n{len(runs)} runs; {sum(status == 'done' for _, status in runs)} done")
     return 0

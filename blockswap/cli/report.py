@@ -75,11 +75,14 @@ def run_runs_report(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps({"groups": groups, **({"plot": args.plot} if args.plot else {})}))
         return 0
-    rows = [[g["method"] + (f" [{g['setting']}]" if g["setting"] else ""), g["network"], _short(g["genotype"]),
-             format_count(g["params"]), format_count(g["macs"]), g["runs"], _error(g, "top1"), _error(g, "top5")]
-            for g in groups]
-    print(format_table(rows, ["method [setting]", "network", "genotype", "params", "MACs", "runs",
-                              "top-1 err %", "top-5 err %"], align="llllrrrr"))
+    # The dataset is a column only when the runs differ in it: rows of two datasets would
+    # otherwise look like one setting with two results.
+    data = len({g["data"] for g in groups}) > 1
+    rows = [[g["method"] + (f" [{g['setting']}]" if g["setting"] else ""), *([g["data"]] if data else []),
+             g["network"], _short(g["genotype"]), format_count(g["params"]), format_count(g["macs"]), g["runs"],
+             _error(g, "top1"), _error(g, "top5")] for g in groups]
+    print(format_table(rows, ["method [setting]", *(["data"] if data else []), "network", "genotype", "params",
+                              "MACs", "runs", "top-1 err %", "top-5 err %"], align="l" * (4 + data) + "rrrr"))
     for g in groups:
         if g["repeats"]:
             print(f"note: {', '.join(g['repeats'])} repeat(s) a seed already in its group; counted once")

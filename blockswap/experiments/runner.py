@@ -27,9 +27,10 @@ from ..files import atomic_write_json, versions
 from ..outdir import RunFolder, claim_folder
 from ..progress import progress as progress_bar
 from ..registry import Registry
-from .grid import PHASES, Run, expand
+from .grid import PHASES, Run, expand, teacher_key
+from .methods import METHODS
 from .spec import ExperimentSpec
-from .store import STORE_FILE, ExperimentStore
+from .store import STORE_FILE, ExperimentStore, folder_in_use
 
 # Where an experiment's runs execute (`ExperimentOptions.executor`): name -> what it is.
 EXECUTORS: Registry[str] = Registry("executor")
@@ -82,13 +83,14 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
         check_device(options.device)
     started = time.perf_counter()
     runs = expand(spec)
+    check_experiment(spec, runs)
     # Ray first: an unreachable cluster fails before the folder is touched.
     with _executor(options) as submit, \
             claim_folder(out, EXPERIMENT_FOLDER, resume=not overwrite, overwrite=overwrite) as out:
         if overwrite and (out / "runs").exists():
             shutil.rmtree(out / "runs")  # the runs' checkpoints are results of the experiment too
         with ExperimentStore(out / STORE_FILE) as store:
-            store.bind(spec.to_dict())
+            store.bind(spec.to_dict(), runs)
             store.add(runs)
             atomic_write_json(out / "experiment.json", {"spec": spec.to_dict(), "versions": versions(),
                                                          "runs": len(runs)})
@@ -130,6 +132,43 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
     return result
 
 
+# ---- checks before any run: what a dry run shows ------------------------------------------
+def check_experiment(spec: ExperimentSpec, runs: list[Run]) -> None:
+    """Everything a run would find wrong before it trains: the data's folder, the given
+    teacher's weights file, every search's settings (`SearchConfig`)."""
+    from ..data.spec import parse_data
+
+    data = parse_data(spec.data)
+    if data.path is not None and not Path(data.path).expanduser().exists():
+        raise BlockSwapError(f"{spec.source}: the folder of data {spec.data!r} does not exist; "
+                             f"give yours with --data {data.name}:PATH")
+    if spec.teacher_weights is not None and spec.distill and not Path(spec.teacher_weights).expanduser().is_file():
+        raise BlockSwapError(f"{spec.source}: teacher_weights {spec.teacher_weights!r} is not a file; "
+                             "give it with --teacher-weights FILE")
+    for r in runs:
+        if r.phase == "search":
+            try:
+                _search_config(r, spec)
+            except BlockSwapError as exc:
+                raise BlockSwapError(f"{spec.source} ({r.key}): {exc}") from None
+
+
+def plan(spec: ExperimentSpec, out: "str | Path") -> list[tuple[Run, str]]:
+    """Every run of `spec` and its status in `out` ("new" if unknown), after every check a run
+    makes; ``running`` with no process holding the folder shows as ``interrupted``."""
+    runs = expand(spec)
+    check_experiment(spec, runs)
+    path = Path(out).expanduser() / STORE_FILE
+    status: dict[str, str] = {}
+    if path.is_file():
+        with ExperimentStore(path, readonly=True) as store:
+            store.check(spec.to_dict(), runs)
+            status = {r["key"]: r["status"] for r in store.rows()}
+        if not folder_in_use(path.parent):
+            status = {k: "interrupted" if v == "running" else v for k, v in status.items()}
+    return [(r, status.get(r.key, "new")) for r in runs]
+
+
 # ---- what each run needs, resolved by the driver -------------------------------------------
 def run_folder(out: Path, key: str) -> Path:
     return out / "runs" / key.replace("(", "_").replace(")", "").replace(",", "-")
@@ -140,34 +179,33 @@ def _resolve(run: Run, spec: ExperimentSpec, out: Path, store: ExperimentStore) 
     need: dict[str, Any] = {}
     if run.phase != "student":
         return need
+    method = METHODS[run.method]
     if spec.distill and spec.teacher_model is not None:
         need.update(teacher=spec.teacher_model, teacher_weights=spec.teacher_weights)
-    elif spec.distill or run.method == "l1":
-        teacher = f"teacher/s{run.seed}"
+    elif spec.distill or method.from_teacher_weights:
+        teacher = teacher_key(run.seed)
         if store.result(teacher) is None:
             raise BlockSwapError(f"its teacher ({teacher}) did not finish")
         need["teacher"] = str(run_folder(out, teacher))
+        if method.from_teacher_weights:
+            need["start_from"] = need["teacher"]
     search = run.detail.get("search")
     if search is not None:
         if store.result(search) is None:
             raise BlockSwapError(f"its search ({search}) did not finish")
-        need.update(_from_search(run_folder(out, search), run.detail))
+        need.update(_from_search(run_folder(out, search), method, run.detail))
     return need
 
 
-def _from_search(folder: Path, detail: dict[str, Any]) -> dict[str, Any]:
+def _from_search(folder: Path, method, detail: dict[str, Any]) -> dict[str, Any]:
     from ..search.store import open_search
 
     with open_search(folder) as s:
         candidates = {c.index: c for c in s.candidates()}
+        i = method.pick(s, detail)
+        if i not in candidates:
+            raise BlockSwapError(f"its search {folder} holds no candidate {i}")
         scores = s.scores("full")
-        if "best_of" in detail:  # paper Sec. 4.3: the best-ranked of the first n samples
-            first = [i for i in s.ranked("full") if i < detail["best_of"]]
-            if not first:
-                raise BlockSwapError(f"no scored candidate among the first {detail['best_of']} of {folder}")
-            i = first[0]
-        else:
-            i = detail["candidate"]
     return {"genotype": candidates[i].genotype, "candidate": i,
             "signals": scores.get(i, {}).get("signals", {})}
 
@@ -192,17 +230,23 @@ def execute(run: Run, need: dict[str, Any], spec: ExperimentSpec, out: Path, dev
                 time.perf_counter() - tick)
 
 
+def _search_config(run: Run, spec: ExperimentSpec):
+    from ..search import SearchConfig
+
+    return SearchConfig(model=spec.model, budget=run.budget, data=spec.data, input_size=spec.input_size,
+                        seed=run.seed, signals=tuple(run.detail["signals"]),
+                        **{**spec.search, "samples": run.detail["samples"],
+                           **({"candidates": run.detail["candidates"]} if run.detail.get("candidates") else {})})
+
+
 def _execute(run: Run, need: dict[str, Any], spec: ExperimentSpec, folder: Path, device: str | None) -> dict[str, Any]:
     from dataclasses import replace
 
-    from ..search import RunOptions, SearchConfig, run_search
+    from ..search import RunOptions, run_search
     from ..train import ModelDesc, train_model
 
     if run.phase == "search":
-        config = SearchConfig(model=spec.model, budget=run.budget, data=spec.data, input_size=spec.input_size,
-                              seed=run.seed, signals=tuple(run.detail["signals"]),
-                              **{**spec.search, "samples": run.detail["samples"],
-                                 **({"candidates": run.detail["candidates"]} if run.detail.get("candidates") else {})})
+        config = _search_config(run, spec)
         res = run_search(config, folder, resume=True, run=RunOptions(device=device or "cpu", progress=False))
         return {"genotype": res.best.text, "params": res.params, "macs": res.macs, "score": res.score,
                 "scored": res.scored, "seconds": res.seconds}
@@ -210,7 +254,7 @@ def _execute(run: Run, need: dict[str, Any], spec: ExperimentSpec, folder: Path,
     prune = {}
     if run.detail.get("prune"):
         prune = {"prune": run.detail["prune"], "prune_params": run.detail["prune_params"],
-                 "prune_source": need.get("teacher") if run.detail["prune"] == "l1" else None}
+                 "prune_source": need.get("start_from")}
     desc = ModelDesc("blockswap", model, genotype, None, spec.input_size, **prune)
     config = replace(spec.teacher if run.phase == "teacher" else spec.student, seed=run.seed)
     teacher = need.get("teacher") if (run.phase == "student" and spec.distill) else None

@@ -22,66 +22,39 @@ settings of teachers and students, the search, and the methods to compare::
     [methods.random]            # uniform draws from the budget window, scored by every signal
     networks = 40
 
-Methods (`METHODS`): blockswap, random, single (Moonshine: one block type everywhere), reduced
-(smaller networks of the teacher's family), l1 and snip (unstructured pruning of the teacher to a
-non-zero parameter budget), sensitivity (one block at a time swapped, paper Appendix B). Every
-method may set its own ``seeds``.
+Methods are registered values (`methods.METHODS`: blockswap, random, single, reduced, l1, snip,
+sensitivity), each with its own options; every method may set its own ``seeds``. Every value of
+the file is type-checked with its key named (`values.typed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..data.spec import parse_data
 from ..errors import BlockSwapError, choices
-from ..proxies.registry import parse_signal
-from ..space.blocks import parse_block, parse_candidates
+from ..space.blocks import parse_candidates
 from ..space.budget import Budget, parse_budget
 from ..space.networks import network_spec
 from ..space.refs import is_torchvision
 from ..train.config import TrainConfig, recipe
+from .methods import DEFAULT_SIGNALS, METHODS, MethodSpec
+from .methods.base import seeds_of
+from .values import check_keys, typed
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-METHODS = ("blockswap", "random", "single", "reduced", "l1", "snip", "sensitivity")
-
-# Paper Table 1 and Sec. 4.2: training accuracy, weight L2 norms, gradient norms and Fisher
-# potential after k minibatches; our additions: zero-cost proxies and plain parameter count.
-DEFAULT_SIGNALS = ("fisher", "fisher@10", "fisher@100", "train_acc@1", "train_acc@10", "train_acc@100",
-                   "l2@1", "l2@10", "l2@100", "grad_norm@1", "grad_norm@10", "grad_norm@100",
-                   "snip", "synflow", "naswot", "jacob_cov")
-
-# Keys each method accepts besides `seeds`, with their defaults.
-_METHOD_KEYS: dict[str, dict[str, Any]] = {
-    # samples None: the search's count only; candidates: candidate sets compared, one search each
-    # (e.g. ["paper", "paper+structured"]; None: the [search] section's)
-    "blockswap": {"samples": None, "candidates": None},
-    "random": {"networks": 100, "signals": list(DEFAULT_SIGNALS)},
-    "single": {"nearest": 2},  # the single block types whose network cost lies nearest the budget
-    "reduced": {"models": []},  # e.g. ["wrn-16-1", "wrn-16-2", "wrn-40-1"] for a WRN-40-2 teacher
-    "l1": {},
-    "snip": {},
-    "sensitivity": {"block": "G(4)"},  # paper Appendix B: one block at a time swapped for G(4)
-}
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One method of the comparison with its options (parsed) and its seeds."""
-
-    name: str
-    seeds: tuple[int, ...]
-    options: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.seeds))
+__all__ = ["DEFAULT_SIGNALS", "METHODS", "ExperimentSpec", "MethodSpec", "load_experiment", "parse_experiment",
+           "presets"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +94,7 @@ class ExperimentSpec:
                 "budgets": [b.text for b in self.budgets], "seeds": list(self.seeds),
                 "teacher": dataclasses.asdict(self.teacher), "student": dataclasses.asdict(self.student),
                 "search": self.search, "distill": self.distill, "input_size": self.input_size,
-                "methods": {m.name: {"seeds": list(m.seeds), **m.options} for m in self.methods},
+                "methods": {m.name: m.to_dict() for m in self.methods},
                 "paper": self.paper, "description": self.description, "source": self.source,
                 "teacher_model": self.teacher_model, "teacher_weights": self.teacher_weights}
 
@@ -158,28 +131,41 @@ def load_experiment(source: str | Path, **overrides: Any) -> ExperimentSpec:
     return parse_experiment(raw, where)
 
 
-_KEYS = {"name", "description", "model", "data", "budgets", "seeds", "teacher", "student", "search", "methods",
-         "distill", "input_size", "paper", "teacher_model", "teacher_weights"}  # of an experiment file
+# Keys of an experiment file and the type of each value (`values.typed`).
+_TYPES: dict[str, Any] = {"name": str, "description": str, "model": str, "data": str, "budgets": tuple[str, ...],
+                          "seeds": tuple[int, ...], "teacher": dict, "student": dict, "search": dict,
+                          "methods": dict, "distill": bool, "input_size": int | None, "paper": str | None,
+                          "teacher_model": str | None, "teacher_weights": str | None}
+_KEYS = set(_TYPES)
+# [search]: the SearchConfig fields an experiment may set (model, budget, data, input_size and
+# signals come from the experiment and its methods).
+_SEARCH: dict[str, Any] = {"samples": int, "batch_size": int, "seed": int, "candidates": str, "tolerance": float,
+                           "augment": bool, "halving": bool}
 
 
 def parse_experiment(raw: dict[str, Any], where: str = "experiment") -> ExperimentSpec:
     """Check every key and value of a parsed experiment file; errors name the key and the file."""
-    _no_unknown(raw, _KEYS, where)
+    check_keys(raw, _KEYS, where)
     for key in ("model", "data", "budgets", "methods"):
         if key not in raw:
             raise BlockSwapError(f"{where}: missing key {key!r}")
-    model = network_spec(str(raw["model"])).name
-    budgets = tuple(parse_budget(str(b)) for b in _list(raw["budgets"], "budgets", where))
-    seeds = _seeds(raw.get("seeds", [0]), "seeds", where)
-    if not isinstance(raw["methods"], dict) or not raw["methods"]:
+    raw = dict(raw)
+    if isinstance(raw["budgets"], list):  # a budget may be written as a number of parameters
+        raw["budgets"] = [str(b) if isinstance(b, int) and not isinstance(b, bool) else b for b in raw["budgets"]]
+    for key, hint in _TYPES.items():
+        if key in raw and hint is not dict:
+            raw[key] = typed(raw[key], hint, key, where)
+        elif key in raw and not isinstance(raw[key], dict):
+            raise BlockSwapError(f"{where}: [{key}] must be a table, got {raw[key]!r}")
+    model = network_spec(raw["model"]).name
+    parse_data(raw["data"])  # an unknown dataset fails here, before any run
+    budgets = tuple(parse_budget(b) for b in raw["budgets"])
+    seeds = seeds_of(raw.get("seeds", [0]), "seeds", where)
+    if not raw["methods"]:
         raise BlockSwapError(f"{where}: 'methods' must be a table of methods, e.g. [methods.blockswap]; "
-                             f"valid methods: {choices(METHODS)}")
+                             f"valid methods: {choices(METHODS.names())}")
     methods = tuple(_method(name, opts, seeds, where) for name, opts in raw["methods"].items())
-    search = dict(raw.get("search", {}))
-    _no_unknown(search, {"samples", "batch_size", "seed", "candidates", "tolerance", "augment", "halving"},
-                f"{where} [search]")
-    if "candidates" in search:
-        parse_candidates(search["candidates"])  # fails early on a bad block name
+    search = _search(raw.get("search", {}), f"{where} [search]")
     paper = raw.get("paper")
     if paper is not None:
         from .paper import paper_sets
@@ -187,85 +173,58 @@ def parse_experiment(raw: dict[str, Any], where: str = "experiment") -> Experime
         if paper not in paper_sets():
             raise BlockSwapError(f"{where}: unknown paper results {paper!r}; valid: {choices(paper_sets())}")
     input_size = raw.get("input_size")
-    if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
+    if input_size is not None and input_size < 8:
         raise BlockSwapError(f"{where}: input_size must be an integer >= 8, got {input_size!r}")
     teacher_model = raw.get("teacher_model")
     if teacher_model is not None:
         if not is_torchvision(str(teacher_model)):
             raise BlockSwapError(f"{where}: teacher_model {teacher_model!r} must be torchvision:NAME (a given, "
                                  "trained teacher); leave it out to train the teachers of `model`")
-        if any(m.name == "l1" for m in methods):
-            raise BlockSwapError(f"{where}: method l1 prunes a teacher of `model` trained by the experiment; "
-                                 "it cannot be used with teacher_model")
+        for m in methods:
+            if METHODS[m.name].from_teacher_weights:
+                raise BlockSwapError(f"{where}: method {m.name} starts from the weights of a teacher of `model` "
+                                     "trained by the experiment; it cannot be used with teacher_model")
     return ExperimentSpec(
-        name=str(raw.get("name", Path(where).stem)), model=model, data=str(raw["data"]), budgets=budgets,
-        seeds=seeds, teacher=_train_config(raw.get("teacher", {}), "teacher", where),
+        name=raw.get("name", Path(where).stem), model=model, data=raw["data"], budgets=budgets, seeds=seeds,
+        teacher=_train_config(raw.get("teacher", {}), "teacher", where),
         student=_train_config(raw.get("student", {}), "student", where), search=search, methods=methods,
-        distill=bool(raw.get("distill", True)), input_size=input_size, paper=paper,
-        description=str(raw.get("description", "")), source=where,
-        teacher_model=None if teacher_model is None else str(teacher_model),
-        teacher_weights=None if raw.get("teacher_weights") is None else str(raw["teacher_weights"]))
+        distill=raw.get("distill", True), input_size=input_size, paper=paper,
+        description=raw.get("description", ""), source=where, teacher_model=teacher_model,
+        teacher_weights=raw.get("teacher_weights"))
 
 
 def _method(name: str, opts: Any, default_seeds: tuple[int, ...], where: str) -> MethodSpec:
-    if name not in METHODS:
-        raise BlockSwapError(f"{where}: unknown method {name!r}; valid methods: {choices(METHODS)}")
-    if not isinstance(opts, dict):
-        raise BlockSwapError(f"{where}: [methods.{name}] must be a table, got {opts!r}")
-    _no_unknown(opts, {"seeds", *_METHOD_KEYS[name]}, f"{where} [methods.{name}]")
-    options = {**_METHOD_KEYS[name], **{k: v for k, v in opts.items() if k != "seeds"}}
-    here = f"{where} [methods.{name}]"
-    if name == "blockswap" and options["samples"] is not None:
-        options["samples"] = [_positive(n, "samples", here) for n in _list(options["samples"], "samples", here)]
-    if name == "blockswap" and options["candidates"] is not None:
-        options["candidates"] = [str(c) for c in _list(options["candidates"], "candidates", here)]
-        for c in options["candidates"]:
-            parse_candidates(c)  # fails early on a bad set or block name
-    if name == "random":
-        options["networks"] = _positive(options["networks"], "networks", here)
-        options["signals"] = [parse_signal(s).name for s in _list(options["signals"], "signals", here)]
-    if name == "single":
-        options["nearest"] = _positive(options["nearest"], "nearest", here)
-    if name == "reduced":
-        options["models"] = [network_spec(str(m)).name for m in _list(options["models"], "models", here)]
-    if name == "sensitivity":
-        options["block"] = parse_block(str(options["block"])).name
-    seeds = _seeds(opts["seeds"], "seeds", here) if "seeds" in opts else default_seeds
-    return MethodSpec(name, seeds, options)
+    try:
+        method = METHODS[name]
+    except BlockSwapError as exc:
+        raise BlockSwapError(f"{where}: {exc}") from None
+    return method.parse(opts, default_seeds, where)
 
 
-def _train_config(raw: Any, role: str, where: str) -> TrainConfig:
-    if not isinstance(raw, dict):
-        raise BlockSwapError(f"{where}: [{role}] must be a table of training settings, got {raw!r}")
+def _search(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    check_keys(raw, set(_SEARCH), where)
+    search = {k: typed(v, _SEARCH[k], k, where) for k, v in raw.items()}
+    for key in ("samples", "batch_size"):
+        if key in search and search[key] < 1:
+            raise BlockSwapError(f"{where}: {key!r} must be a positive integer, got {search[key]!r}")
+    if search.get("seed", 0) < 0:
+        raise BlockSwapError(f"{where}: 'seed' must be a non-negative integer, got {search['seed']!r}")
+    if "candidates" in search:
+        parse_candidates(search["candidates"])  # fails early on a bad block name
+    return search
+
+
+_TRAIN_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _train_config(raw: dict[str, Any], role: str, where: str) -> TrainConfig:
     raw = dict(raw)
+    here = f"{where} [{role}]"
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    check_keys(raw, fields, here)
+    for key, value in raw.items():
+        typed(value, _TRAIN_TYPES[key], key, here)
     try:
         return recipe(str(raw.pop("recipe", "cifar")), **raw)
     except BlockSwapError as exc:
-        raise BlockSwapError(f"{where} [{role}]: {exc}") from None
-    except TypeError as exc:
-        raise BlockSwapError(f"{where} [{role}]: {exc}") from None
-
-
-def _no_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise BlockSwapError(f"{where}: unknown key {unknown[0]!r}; valid keys: {choices(sorted(known))}")
-
-
-def _list(value: Any, key: str, where: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise BlockSwapError(f"{where}: {key!r} must be a non-empty list, got {value!r}")
-    return value
-
-
-def _positive(value: Any, key: str, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BlockSwapError(f"{where}: {key!r} must be a positive integer, got {value!r}")
-    return value
-
-
-def _seeds(value: Any, key: str, where: str) -> tuple[int, ...]:
-    seeds = _list(value, key, where)
-    if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise BlockSwapError(f"{where}: {key!r} must be distinct non-negative integers, got {value!r}")
-    return tuple(seeds)
+        raise BlockSwapError(f"{here}: {exc}") from None

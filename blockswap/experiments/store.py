@@ -17,7 +17,8 @@ from typing import Any, Iterable
 
 from ..errors import BlockSwapError
 from ..files import dumps, versions
-from .grid import Run
+from ..outdir import LOCK_NAME
+from .runs import Run
 
 STORE_FILE = "experiment.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
@@ -68,16 +69,41 @@ class ExperimentStore:
             raise BlockSwapError(f"cannot write {str(self.path)!r}: {exc}") from None
 
     # ---- the experiment ------------------------------------------------------------------
-    def bind(self, spec: dict[str, Any]) -> None:
-        """Record `spec` (a new store) or check it against the recorded one (a rerun)."""
+    def check(self, spec: dict[str, Any], runs: Iterable[Run]) -> None:
+        """Refuse `spec` and its `runs` if finished runs would not match them (read-only).
+
+        Only a store with finished runs holds an experiment to: one whose runs all failed or
+        never ran takes the new settings. A finished run whose detail changed (a search asked
+        for more samples or other signals) is refused: extending a finished search in place
+        is not supported, and its old result must not pass for the new one."""
         old = self.spec()
-        if old is not None:
-            changed = [k for k in _FIXED if old.get(k) != spec.get(k)]
-            if changed:
+        if old is None or not self._any_done():
+            return
+        changed = [k for k in _FIXED if old.get(k) != spec.get(k)]
+        if changed:
+            raise BlockSwapError(
+                f"{str(self.path)!r} holds an experiment with other {', '.join(changed)} "
+                f"({'; '.join(f'{k}: {json.dumps(old.get(k))}' for k in changed)}); its finished runs "
+                "would not match: use the same file, or another --out")
+        done = {r["key"]: r["detail"] for r in self.rows() if r["status"] == "done"}
+        for run in runs:
+            before = done.get(run.key)
+            if before is None:
+                continue
+            now = json.loads(dumps(run.detail))
+            diff = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+            if diff:
                 raise BlockSwapError(
-                    f"{str(self.path)!r} holds an experiment with other {', '.join(changed)} "
-                    f"({'; '.join(f'{k}: {json.dumps(old.get(k))}' for k in changed)}); its finished runs "
-                    "would not match: use the same file, or another --out")
+                    f"{run.key} finished with {_show(before, diff)}; the file now asks {_show(now, diff)}, "
+                    "which would change its result: restore the file, or rerun with --overwrite or another --out")
+
+    def _any_done(self) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE status = 'done' LIMIT 1").fetchone() is not None
+
+    def bind(self, spec: dict[str, Any], runs: Iterable[Run] = ()) -> None:
+        """Record `spec` (a new store, or one with no finished run) or check it against the
+        recorded one (`check`)."""
+        self.check(spec, runs)
         with self._writing():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('spec', ?)", (dumps(spec),))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('versions', ?)", (dumps(versions()),))
@@ -87,11 +113,15 @@ class ExperimentStore:
         return None if row is None else json.loads(row[0])
 
     def add(self, runs: Iterable[Run]) -> None:
-        """Enter runs of the grid not yet known (known ones keep their status and result)."""
+        """Enter runs of the grid not yet known (known ones keep their status and result; the
+        detail of one not done is the grid's now)."""
+        runs = list(runs)
         with self._writing():
             self.db.executemany(
                 "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, ?)",
                 [(r.key, r.phase, r.method, r.budget, r.seed, dumps(r.detail), time.time()) for r in runs])
+            self.db.executemany("UPDATE runs SET detail = ? WHERE key = ? AND status != 'done'",
+                                [(dumps(r.detail), r.key) for r in runs])
 
     # ---- one run -----------------------------------------------------------------------
     def mark(self, key: str, status: str, *, result: dict[str, Any] | None = None, error: str | None = None,
@@ -130,6 +160,30 @@ class ExperimentStore:
         for row in self.rows(keys):
             out[row["status"]] += 1
         return out
+
+
+def _show(detail: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k}={json.dumps(detail.get(k))}" for k in keys)
+
+
+def folder_in_use(folder: "str | Path") -> bool:
+    """Whether a process holds the lock of experiment folder `folder` (`outdir.claim_folder`):
+    if none does, runs the store calls ``running`` were interrupted (Ctrl-C, a kill)."""
+    import fcntl
+    import os
+
+    lock = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
 
 
 def open_experiment(folder: "str | Path") -> ExperimentStore:

@@ -54,7 +54,7 @@ def method(record: dict[str, Any]) -> str:
     return f"student ({', '.join(parts) or 'teacher unused'})"
 
 
-_mean_std = mean_std  # one definition (report.stats): a single run's std is None, not 0.0
+
 
 
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +111,8 @@ def run_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         top1 = [r["top1_error"] for r in runs]
         top5 = [r["top5_error"] for r in runs if r.get("top5_error") is not None]
-        m1, s1 = _mean_std(top1)
-        m5, s5 = _mean_std(top5) if len(top5) == len(top1) else (None, None)
+        m1, s1 = mean_std(top1)
+        m5, s5 = mean_std(top5) if len(top5) == len(top1) else (None, None)
         how, name, genotype, data = label[key]
         out.append({"method": how, "network": name, "genotype": genotype, "data": data,
                     "setting": ", ".join(_show(k, setting.get(k)) for k in differs),
