@@ -8,7 +8,6 @@ import pickle
 import uuid
 
 import pytest
-import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 

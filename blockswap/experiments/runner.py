@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import BlockSwapError, choices
+from ..errors import BlockSwapError
 from ..files import atomic_write_json, versions
 from ..outdir import RunFolder, claim_folder
 from ..progress import progress as progress_bar

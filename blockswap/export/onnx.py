@@ -133,7 +133,7 @@ def export_module(module: nn.Module, shape: Sequence[int], path: "str | Path", *
                                         output_names=[OUTPUT_NAME], verbose=False, **kwargs)
             proto = program.model_proto
             onnx.checker.check_model(proto)
-        except Exception as exc:  # the exporter raises many types; the file is not written
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the file is not written
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BlockSwapError(f"ONNX export of {type(module).__name__} failed: {first}") from None
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)

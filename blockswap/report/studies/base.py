@@ -19,7 +19,7 @@ from ...experiments.runs import budget_label
 from ...experiments.spec import ExperimentSpec
 from ...registry import Registry
 from ..document import Section
-from ..stats import mean_std  # one definition: a single run has no spread (None)
+from ..stats import mean_std  # noqa: F401 (re-exported to the studies: one definition, report.stats)
 
 RANDOM = "random"  # the method whose students are random draws with every signal (Figure 2, Table 1, Sec. 4.4)
 
