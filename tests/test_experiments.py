@@ -343,7 +343,7 @@ def test_rerun_that_would_change_a_finished_search_is_refused_in_one_line(tmp_pa
     ("samples = 12", "samples = 0", r"\[search\]: 'samples' must be a positive integer, got 0"),
     ("networks = 3", "networks = 3.0", r"\[methods.random\]: 'networks' must be an integer, got 3.0"),
     ("samples = [4, 12]", 'samples = [4, "12"]', r"\[methods.blockswap\]: 'samples' must be an integer"),
-    ('data = "digits"', 'data = "mnist"', "unknown dataset 'mnist'; valid datasets:"),
+    ('data = "digits"', 'data = "svhn"', "unknown dataset 'svhn'; valid datasets:"),
     ("epochs = 1\n[search]", 'epochs = "1"\n[search]', r"\[student\]: 'epochs' must be an integer"),
 ])
 def test_every_value_is_type_checked_and_the_dry_run_refuses_it(tmp_path, capsys, old, new, message):
