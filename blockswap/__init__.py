@@ -18,6 +18,10 @@ with `data` feeding search and training and `cli` on top.
 
 from ._version import __version__  # noqa: F401  (re-exported as blockswap.__version__)
 
+from .workers import quiet_start  # noqa: E402
+
+quiet_start()  # first: a search's worker process ignores Ctrl-C from its first import (`workers`)
+
 # The search space and its modules (paper Sec. 3.1): space/, nn/.
 from .errors import BlockSwapError  # noqa: E402
 from .nn import (Block, BlockSwapNet, TorchvisionTeacher, build_model, build_teacher,  # noqa: E402

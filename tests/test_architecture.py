@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "blockswap"
 # Layers, lowest first: a module may import its own package and the layers below it only.
 LAYERS = [
     {"errors", "_version"},
-    {"files", "seeding", "progress", "outdir", "devices", "registry", "fields"},
+    {"files", "seeding", "progress", "outdir", "devices", "registry", "fields", "workers"},
     {"space", "data"},
     {"nn"},
     {"proxies"},

@@ -275,3 +275,65 @@ def test_build_model_refuses_a_network_too_large_to_hold():
     convs = 9 * (16 * 16 * k + (16 * k) ** 2 + 16 * k * 32 * k + (32 * k) ** 2 + 32 * k * 64 * k + (64 * k) ** 2)
     shortcuts = 16 * 16 * k + 16 * k * 32 * k + 32 * k * 64 * k
     assert convs + shortcuts < params < 1.001 * (convs + shortcuts)
+
+
+# ---- signals while the workers of a process-executor search start --------------------------------
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return ""
+
+
+def _importing_torch(pid: int) -> bool:
+    try:
+        return "libtorch" in open(f"/proc/{pid}/maps").read()
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigint-group", "sigterm", "sigkill"])
+def test_workers_die_quietly_when_signalled_during_start_up(tmp_path, how):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+
+    cmd = [sys.executable, "-m", "blockswap", "search", "--model", "wrn-10-1", "--budget", "40k", "--tolerance",
+           "0.2", "--data", "synthetic", "--batch-size", "8", "--input-size", "16", "--samples", "4",
+           "--executor", "process", "--workers", "2", "--out", str(tmp_path / "s"), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    # Wait (no timing asserted) until both workers are importing torch: the middle of their start-up,
+    # after they read what the parent sends first (a kill -9 before that cannot be caught by anyone).
+    deadline = time.monotonic() + 120
+
+    def starting() -> bool:
+        workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+        return len(workers) == 2 and all(map(_importing_torch, workers))
+
+    while time.monotonic() < deadline and proc.poll() is None and not starting():
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    if how == "sigint-group":  # Ctrl-C in a terminal: the whole foreground process group
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)  # until every worker has closed the stderr pipe
+    for noise in ("Traceback", "KeyboardInterrupt", "UnpicklingError", "truncated"):
+        assert noise not in err, err
+    if how == "sigint-group":
+        assert proc.returncode != 0 and err.strip().splitlines()[-1].startswith("blockswap: interrupted"), err

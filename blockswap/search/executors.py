@@ -16,6 +16,7 @@ import torch
 
 from ..errors import BlockSwapError
 from ..tasks import Job, ScoreRow
+from ..workers import WORKER_MARK
 from .config import EXECUTORS, RunOptions, SearchConfig
 from .scorer import Scorer, ScoringData
 
@@ -45,9 +46,12 @@ def _init_worker(config: SearchConfig, data: ScoringData, run: RunOptions, threa
 def _exit_with_parent(interval: float = 1.0) -> None:
     """End this worker when the search process dies (e.g. ``kill -9``): an orphaned worker would
     otherwise wait for tasks forever, holding its memory."""
+    import multiprocessing
     import threading
 
-    parent = os.getppid()
+    # The pid the parent recorded when it made this worker, not os.getppid(): a parent killed
+    # while this worker was starting has already been replaced by init (the worker would wait forever).
+    parent = getattr(multiprocessing.parent_process(), "pid", None) or os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -83,8 +87,9 @@ WORKER_ENV = {"GOMP_SPINCOUNT": "10000"}
 
 @contextlib.contextmanager
 def _worker_env() -> Iterator[dict[str, str]]:
-    """WORKER_ENV in os.environ while workers start (spawned children copy it), then restored."""
-    added = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
+    """WORKER_ENV in os.environ while workers start (spawned children copy it), then restored;
+    with the mark that makes a worker ignore Ctrl-C and start quietly (`workers.quiet_start`)."""
+    added = {k: v for k, v in {**WORKER_ENV, WORKER_MARK: "1"}.items() if k not in os.environ}
     os.environ.update(added)
     try:
         yield added
