@@ -197,8 +197,7 @@ def test_non_finite_inputs_are_refused_by_every_signal():
 
 def test_other_malformed_batches_are_refused():
     x, y = _batch()
-    with pytest.raises(BlockSwapError, match=r"inputs must be a floating-point tensor \(N, 3, H, W\), got "
-                                             r"torch.uint8 of shape \(4, 3, 16, 16\)"):
+    with pytest.raises(BlockSwapError, match=r"inputs are torch.uint8 but the model's weights are torch.float32"):
         fisher_potential(_model(), x.to(torch.uint8), y)
     with pytest.raises(BlockSwapError, match="one target per input: got 4 inputs and 3 targets"):
         parse_signal("snip")(_model(), [(x, y[:3])])
@@ -219,8 +218,9 @@ def test_a_nan_signal_is_an_error_not_a_value():
     with pytest.raises(NonFiniteSignal) as info:
         fisher_potential(_poisoned(_model()), x, y)
     assert isinstance(info.value, BlockSwapError)
-    assert one_line(info).startswith("ranking signal fisher is nan for this network and minibatch")
-    with pytest.raises(NonFiniteSignal, match="ranking signal snip is nan"):
+    # Caught at the first block whose output is not finite (before any sum could hide it).
+    assert one_line(info).startswith("ranking signal fisher: the activations of block 0 are non-finite")
+    with pytest.raises(NonFiniteSignal, match="ranking signal snip"):
         parse_signal("snip")(_poisoned(_model()), [(x, y)])
 
 

@@ -117,7 +117,10 @@ class ResultStore:
                 ("config", dumps(config.to_dict())), ("sampling", dumps(sampling)),
                 ("versions", dumps(versions())), ("scoring", dumps(SCORING_VERSION))])
 
-    def add(self, row: ScoreRow) -> None:
+    def add(self, row: "ScoreRow | dict[str, Any]") -> None:
+        """Store one score (a `ScoreRow`, or its fields as a dict, as scripts of 0.2 wrote)."""
+        if isinstance(row, dict):
+            row = ScoreRow(**row)
         with self._writing(), self.db:
             self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)", (
                 row.index, row.stage, row.score, dumps(row.signals), dumps(list(row.per_block)), row.seconds))

@@ -2,7 +2,7 @@
 with one `METHODS.add` (docs/architecture.md). Registration order is the order of the docs."""
 
 # Registration order is the docs' order (blockswap first); isort must not reorder it.
-from . import blockswap, random, single, reduced, prune, sensitivity  # noqa: F401, I001  (registers them)
+from . import blockswap, random, single, reduced, prune, sensitivity  # noqa: F401 (importing registers them)
 from .base import METHODS, Method, MethodSpec, NoOptions, search_samples
 from .random import DEFAULT_SIGNALS
 from .single import nearest_single_types
