@@ -397,3 +397,21 @@ def test_a_user_module_teacher_distils_a_student_by_its_named_nodes(tmp_path):
     with pytest.raises(BlockSwapError, match="not a node of _UserTeacher; its nodes: x, stem"):
         train_model(_tiny(epochs=1), "synthetic", tmp_path / "bad", student, teacher=teacher,
                     teacher_nodes=["layer9"], progress=False)
+
+
+def test_amp_cpu_trains_in_bf16_where_the_cpu_has_it_and_is_refused_elsewhere(tmp_path, monkeypatch):
+    import importlib
+
+    evaluate_module = importlib.import_module("blockswap.train.evaluate")  # the package exports a function so named
+
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        record = train_model(_tiny(epochs=1, amp_cpu=True), "synthetic", tmp_path / "bf16", MODEL, progress=False)
+        assert record["mixed_precision"] == "torch.bfloat16" and record["config"]["amp_cpu"] is True
+        assert math.isfinite(record["history"][0]["train_loss"])
+    monkeypatch.setattr(evaluate_module, "cpu_has_bf16", lambda: False)
+    with pytest.raises(BlockSwapError, match=r"needs a CPU with AVX512-BF16 or AMX instructions; this CPU \("):
+        train_model(_tiny(epochs=1, amp_cpu=True), "synthetic", tmp_path / "no", MODEL, progress=False)
+    assert not (tmp_path / "no" / "checkpoint.pt").exists()
+    # The default is unchanged: float32 on CPU.
+    assert recipe("cifar").amp_cpu is False

@@ -37,6 +37,7 @@ class TrainConfig:
     eval_batch_size: int = 500  # images per evaluation step (no effect on results)
     workers: int = 4  # ImageNet loader processes per training process (no effect on results)
     amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); ignored on CPU
+    amp_cpu: bool = False  # bf16 autocast on a CPU with AVX512-BF16 or AMX (refused on others)
     channels_last: bool = True  # NHWC memory format on CUDA; ignored on CPU
 
     def __post_init__(self) -> None:
