@@ -101,7 +101,7 @@ class Classification:
         data = parse_data(data)
         self.cfg, self.data, self.dist = cfg, data, dist
         dev = self.dev = dist.device
-        self.amp_dtype = amp_dtype(cfg.amp, cfg.amp_cpu, dev)
+        self.amp_dtype = amp_dtype(cfg.amp, dev)
         self.mf = mf = torch.channels_last if cfg.channels_last and dev.type == "cuda" else torch.preserve_format
         desc = parse_model(model) if isinstance(model, str) else model
         self.train_split = load_split(data, "train", desc.input_size, dev, cfg.workers)
@@ -129,8 +129,7 @@ class Classification:
             net, optimizer, identity, CHECKPOINT, RUNTIME_FIELDS, scheduler=scheduler,
             scaler=torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16),
             generator=torch.Generator().manual_seed(self.seeds["data"]),  # data order + augmentation, on CPU
-            extra={"seeds": {"run": cfg.seed, **self.seeds}, **({"masks": masks} if masks else {})},
-            added={"amp_cpu": False})
+            extra={"seeds": {"run": cfg.seed, **self.seeds}, **({"masks": masks} if masks else {})})
         # DDP must wrap the module whose forward runs, so wrap the intermediates view of the net.
         self.train_net = wrap_ddp(_Intermediates(net), dist.world_size)
         self.epochs = cfg.epochs

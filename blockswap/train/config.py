@@ -36,8 +36,9 @@ class TrainConfig:
     seed: int = 0  # the one seed all randomness derives from (model init, data order, augmentation)
     eval_batch_size: int = 500  # images per evaluation step (no effect on results)
     workers: int = 4  # ImageNet loader processes per training process (no effect on results)
-    amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); ignored on CPU
-    amp_cpu: bool = False  # bf16 autocast on a CPU with AVX512-BF16 or AMX (refused on others)
+    # Mixed precision: True on CUDA (bf16, or fp16 with loss scaling), float32 on CPU; "cpu": bf16
+    # autocast on the CPU too (CPUs with AVX512-BF16 or AMX only); False: float32 everywhere.
+    amp: bool | str = True
     channels_last: bool = True  # NHWC memory format on CUDA; ignored on CPU
 
     def __post_init__(self) -> None:
@@ -52,6 +53,8 @@ class TrainConfig:
                 raise BlockSwapError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise BlockSwapError(f"unknown schedule {self.schedule!r}; valid schedules: {choices(SCHEDULES)}")
+        if not (isinstance(self.amp, bool) or self.amp == "cpu"):
+            raise BlockSwapError(f"amp must be True, False or 'cpu', got {self.amp!r}")
         if not 0 <= self.kd_weight <= 1:
             raise BlockSwapError(f"kd_weight must be in [0, 1], got {self.kd_weight!r}")
 

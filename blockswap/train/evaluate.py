@@ -41,20 +41,20 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def amp_dtype(cuda_amp: bool, cpu_amp: bool, device: torch.device) -> torch.dtype | None:
-    """The autocast type of a training run, or None for float32.
+def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of a training run with setting `amp` (`TrainConfig.amp`), or None.
 
-    CUDA (`cuda_amp`): bf16 where the GPU has it, else fp16 (the caller scales the loss). CPU
-    (`cpu_amp`): bf16, only on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere
-    autocast emulates bf16 and is slower than float32, so it is refused.
+    CUDA (`amp` True or "cpu"): bf16 where the GPU has it, else fp16 (the caller scales the
+    loss). CPU (`amp` "cpu" only): bf16, on CPUs with bf16 instructions (AVX512-BF16 or AMX);
+    elsewhere autocast emulates bf16 and is slower than float32, so it is refused.
     """
     if device.type == "cuda":
-        if not cuda_amp:
+        if not amp:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_amp:
+    if device.type == "cpu" and amp == "cpu":
         if not cpu_has_bf16():
-            raise BlockSwapError(f"amp_cpu: bf16 autocast needs a CPU with AVX512-BF16 or AMX instructions; "
+            raise BlockSwapError(f"--amp-cpu: bf16 autocast needs a CPU with AVX512-BF16 or AMX instructions; "
                                  f"{cpu_name()} has neither; leave --amp-cpu out")
         return torch.bfloat16
     return None
