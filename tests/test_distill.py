@@ -1,4 +1,5 @@
-"""Attention transfer and KD losses against hand-written loops over examples, points, pixels."""
+"""Attention transfer and KD losses against hand-written loops over examples, points, pixels;
+a user's own nn.Module as the teacher."""
 
 import math
 
@@ -7,7 +8,10 @@ import pytest
 import torch
 
 from blockswap import BlockSwapError
+from blockswap.train import parse_model, recipe
 from blockswap.train.distill import at_loss, attention_map, kd_loss
+
+TINY = dict(epochs=1, batch_size=64, cutout=8, eval_batch_size=128)  # 512 synthetic images: 8 steps
 
 
 def _map_by_hand(a: np.ndarray) -> np.ndarray:
@@ -89,3 +93,55 @@ def test_kd_loss_is_hinton_with_batchmean_kl():
     expected = (1 - w) * ce / 6 + w * T * T * kl / 6
     assert kd_loss(ys, yt, labels, T, w).item() == pytest.approx(expected, rel=1e-5)
     assert kd_loss(ys, yt, labels, T, 0.0).item() == pytest.approx(ce / 6, rel=1e-5)
+
+
+class _UserTeacher(torch.nn.Module):
+    """A user's own network (not a BlockSwap or torchvision one): maps 16x16, 8x8, 4x4 as WRN-10-1's."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.block_a = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.block_b = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.block_c = torch.nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.block_c(self.block_b(self.block_a(self.stem(x)).relu()).relu()).relu()
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_user_module_teacher_distils_a_student_by_its_named_nodes(tmp_path):
+    import blockswap as bs
+    from blockswap.train.models import _module_teacher, module_fingerprint
+
+    torch.manual_seed(0)
+    teacher = _UserTeacher()
+    nodes = ["block_a", "block_b", "block_c"]
+    # The wrapper's points are the modules' outputs, as forward hooks see them; the logits forward's.
+    x = torch.randn(3, 3, 16, 16)
+    hooked = {}
+    handles = [getattr(teacher, n).register_forward_hook(lambda m, i, o, n=n: hooked.setdefault(n, o))
+               for n in nodes]
+    expected = teacher.eval()(x)
+    for h in handles:
+        h.remove()
+    logits, points = _module_teacher(teacher, nodes).forward_intermediates(x)
+    assert torch.equal(logits, expected) and list(points) == nodes
+    assert all(torch.equal(points[n], hooked[n]) for n in nodes)
+
+    student = parse_model("wrn-10-1", "G(4),G(4),G(4)", input_size=16)
+    record = bs.train_model(recipe("cifar", **TINY), "synthetic", tmp_path, student, teacher=teacher,
+                            teacher_nodes=nodes, progress=False)
+    at = record["history"][0]["train_at_loss"]
+    assert math.isfinite(at) and at > 0
+    assert record["teacher"] == {"source": "module", "module": "_UserTeacher",
+                                 "fingerprint": module_fingerprint(teacher), "nodes": nodes}
+    assert record["role"] == "student"
+    other = _UserTeacher()
+    assert module_fingerprint(other) != module_fingerprint(teacher)
+    other.load_state_dict(teacher.state_dict())
+    assert module_fingerprint(other) == module_fingerprint(teacher)
+    with pytest.raises(BlockSwapError, match="not a node of _UserTeacher; its nodes: x, stem"):
+        bs.train_model(recipe("cifar", **TINY), "synthetic", tmp_path / "bad", student, teacher=teacher,
+                       teacher_nodes=["layer9"], progress=False)

@@ -347,53 +347,25 @@ def test_sigterm_during_a_checkpoint_write_leaves_no_temporary_file(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the run
 
 
-class _UserTeacher(torch.nn.Module):
-    """A user's own network (not a BlockSwap or torchvision one): maps 16x16, 8x8, 4x4 as WRN-10-1's."""
+def test_amp_cpu_trains_in_bf16_where_the_cpu_has_it_and_is_refused_elsewhere(tmp_path, monkeypatch):
+    import importlib
 
-    def __init__(self):
-        super().__init__()
-        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.block_a = torch.nn.Conv2d(8, 8, 3, padding=1)
-        self.block_b = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.block_c = torch.nn.Conv2d(16, 16, 3, stride=2, padding=1)
-        self.fc = torch.nn.Linear(16, 10)
+    evaluate_module = importlib.import_module("blockswap.train.evaluate")  # the package exports a function so named
 
-    def forward(self, x):
-        x = self.block_c(self.block_b(self.block_a(self.stem(x)).relu()).relu()).relu()
-        return self.fc(x.mean((2, 3)))
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        record = train_model(_tiny(epochs=1, amp="cpu"), "synthetic", tmp_path / "bf16", MODEL, progress=False)
+        assert record["mixed_precision"] == "torch.bfloat16" and record["config"]["amp"] == "cpu"
+        assert math.isfinite(record["history"][0]["train_loss"])
+    monkeypatch.setattr(evaluate_module, "cpu_has_bf16", lambda: False)
+    with pytest.raises(BlockSwapError, match=r"needs a CPU with AVX512-BF16 or AMX instructions; this CPU \("):
+        train_model(_tiny(epochs=1, amp="cpu"), "synthetic", tmp_path / "no", MODEL, progress=False)
+    assert not (tmp_path / "no" / "checkpoint.pt").exists()
+    from blockswap.cli import main
 
-
-def test_a_user_module_teacher_distils_a_student_by_its_named_nodes(tmp_path):
-    import blockswap as bs
-    from blockswap.train.models import _module_teacher, module_fingerprint
-
-    torch.manual_seed(0)
-    teacher = _UserTeacher()
-    nodes = ["block_a", "block_b", "block_c"]
-    # The wrapper's points are the modules' outputs, as forward hooks see them; the logits forward's.
-    x = torch.randn(3, 3, 16, 16)
-    hooked = {}
-    handles = [getattr(teacher, n).register_forward_hook(lambda m, i, o, n=n: hooked.setdefault(n, o))
-               for n in nodes]
-    expected = teacher.eval()(x)
-    for h in handles:
-        h.remove()
-    logits, points = _module_teacher(teacher, nodes).forward_intermediates(x)
-    assert torch.equal(logits, expected) and list(points) == nodes
-    assert all(torch.equal(points[n], hooked[n]) for n in nodes)
-
-    student = parse_model("wrn-10-1", "G(4),G(4),G(4)", input_size=16)
-    record = bs.train_model(_tiny(epochs=1), "synthetic", tmp_path, student, teacher=teacher,
-                            teacher_nodes=nodes, progress=False)
-    at = record["history"][0]["train_at_loss"]
-    assert math.isfinite(at) and at > 0
-    assert record["teacher"] == {"source": "module", "module": "_UserTeacher",
-                                 "fingerprint": module_fingerprint(teacher), "nodes": nodes}
-    assert record["role"] == "student"
-    other = _UserTeacher()
-    assert module_fingerprint(other) != module_fingerprint(teacher)
-    other.load_state_dict(teacher.state_dict())
-    assert module_fingerprint(other) == module_fingerprint(teacher)
-    with pytest.raises(BlockSwapError, match="not a node of _UserTeacher; its nodes: x, stem"):
-        train_model(_tiny(epochs=1), "synthetic", tmp_path / "bad", student, teacher=teacher,
-                    teacher_nodes=["layer9"], progress=False)
+    assert main(["train", "teacher", "--model", "wrn-10-1", "--data", "synthetic", "--out", str(tmp_path / "cli"),
+                 "--amp-cpu", "--quiet"]) == 2
+    assert train_model(_tiny(epochs=1), "synthetic", tmp_path / "default", MODEL,
+                       progress=False)["mixed_precision"] is None  # the default is unchanged: float32 on CPU
+    with pytest.raises(BlockSwapError, match="amp must be True, False or 'cpu', got 'gpu'"):
+        _tiny(amp="gpu")

@@ -94,6 +94,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         text = helps.get(f.name, "").replace("%", "%%")
         if f.type == "bool":
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif f.name == "amp":  # True / False / "cpu"
+            g.add_argument("--amp", dest="amp", action=argparse.BooleanOptionalAction, default=None,
+                           help="mixed precision on CUDA (bf16, or fp16 with loss scaling); float32 on CPU")
+            g.add_argument("--amp-cpu", dest="amp", action="store_const", const="cpu",
+                           help="bf16 autocast on the CPU too (CPUs with AVX512-BF16 or AMX only; refused on others)")
         else:
             kind = (non_negative if f.name in _MAY_BE_ZERO else positive) if f.type == "int" else _TYPES[f.type]
             g.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),

@@ -38,7 +38,7 @@ from .checkpoint import CHECKPOINT, RUN_RECORD, TRAIN_FOLDER, load_model
 from .config import RUNTIME_FIELDS, TrainConfig, recipe, run_seeds
 from .distill import at_loss, kd_loss
 from .distributed import Distributed
-from .evaluate import autocast, evaluate
+from .evaluate import amp_dtype, autocast, evaluate
 from .loop import TRAIN_TASKS, fit
 from .models import ModelDesc, _module_teacher, init_model, module_fingerprint, parse_model
 from .prune import Masks, apply_masks, l1_masks, nonzero_params, snip_masks, sparse_macs
@@ -71,12 +71,6 @@ def train_model(config: TrainConfig | str, data: "str | DataSpec | Any", out: st
                role=role or ("student" if teacher is not None else "teacher"))
 
 
-def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not cfg.amp or device.type != "cuda":
-        return None  # CPU autocast (bf16) is slower than float32 on most CPUs
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 class _Intermediates(nn.Module):
     """``forward`` = the wrapped network's ``forward_intermediates``: the module DDP wraps, so
     that the logits and the attention points come from one forward that DDP sees."""
@@ -107,7 +101,7 @@ class Classification:
         data = parse_data(data)
         self.cfg, self.data, self.dist = cfg, data, dist
         dev = self.dev = dist.device
-        self.amp_dtype = _amp_dtype(cfg, dev)
+        self.amp_dtype = amp_dtype(cfg.amp, dev)
         self.mf = mf = torch.channels_last if cfg.channels_last and dev.type == "cuda" else torch.preserve_format
         desc = parse_model(model) if isinstance(model, str) else model
         self.train_split = load_split(data, "train", desc.input_size, dev, cfg.workers)
@@ -171,10 +165,11 @@ class Classification:
             if t is not None:
                 with torch.no_grad():
                     t_logits, t_points = t.net.forward_intermediates(x)
-            if t is not None and cfg.kd_weight > 0:
-                loss = kd_loss(logits, t_logits, y, cfg.kd_temperature, cfg.kd_weight)
-            else:
-                loss = F.cross_entropy(logits, y)
+        logits = logits.float()  # losses in float32 under mixed precision (no-op otherwise)
+        if t is not None and cfg.kd_weight > 0:
+            loss = kd_loss(logits, t_logits.float(), y, cfg.kd_temperature, cfg.kd_weight)
+        else:
+            loss = F.cross_entropy(logits, y)
         out = {"loss": loss, "top1_error": 100 * (logits.detach().argmax(1) != y).double().mean()}
         if t is not None:  # attention maps and the loss in float32 (`distill.attention_map`)
             at = at_loss(list(points.values()), list(t_points.values()), cfg.beta) if cfg.beta > 0 \

@@ -46,11 +46,15 @@ class TrainConfig:
     seed: int = field(default=0, metadata=rules(min=0))
     eval_batch_size: int = field(default=500, metadata=rules(min=1))  # images per evaluation step (no effect on results)
     workers: int = field(default=4, metadata=rules(min=0))  # ImageNet loader processes per training process
-    amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); ignored on CPU
+    # Mixed precision: True on CUDA (bf16, or fp16 with loss scaling), float32 on CPU; "cpu": bf16
+    # autocast on the CPU too (CPUs with AVX512-BF16 or AMX only); False: float32 everywhere.
+    amp: bool | str = True
     channels_last: bool = True  # NHWC memory format on CUDA; ignored on CPU
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not (isinstance(self.amp, bool) or self.amp == "cpu"):
+            raise BlockSwapError(f"amp must be True, False or 'cpu', got {self.amp!r}")
 
     @property
     def augmentation(self) -> Augment | None:

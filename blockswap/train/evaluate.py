@@ -9,6 +9,7 @@ from torch import nn
 from ..errors import BlockSwapError
 from .distributed import Distributed
 
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split, *, batch_size: int = 500, dist: Distributed | None = None,
              amp_dtype: torch.dtype | None = None,
@@ -38,3 +39,53 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, dist: Distribute
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of a training run with setting `amp` (`TrainConfig.amp`), or None.
+
+    CUDA (`amp` True or "cpu"): bf16 where the GPU has it, else fp16 (the caller scales the
+    loss). CPU (`amp` "cpu" only): bf16, on CPUs with bf16 instructions (AVX512-BF16 or AMX);
+    elsewhere autocast emulates bf16 and is slower than float32, so it is refused.
+    """
+    if device.type == "cuda":
+        if not amp:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and amp == "cpu":
+        if not cpu_has_bf16():
+            raise BlockSwapError(f"--amp-cpu: bf16 autocast needs a CPU with AVX512-BF16 or AMX instructions; "
+                                 f"{cpu_name()} has neither; leave --amp-cpu out")
+        return torch.bfloat16
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 on this CPU: the Linux flags avx512_bf16 / amx_bf16, or torch's capability."""
+    if _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        return True
+    return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"this CPU ({line.partition(':')[2].strip()})"
+    except OSError:
+        pass
+    import platform
+
+    return f"this CPU ({platform.processor() or platform.machine()})"

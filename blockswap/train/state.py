@@ -48,6 +48,8 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch: int = 0  # epochs finished
     extra: dict[str, Any] = field(default_factory=dict)
+    # Config fields added since older checkpoints were written, with the value those runs had.
+    added: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """The checkpoint after `epoch` epochs, written atomically (old file or new, never torn)."""
@@ -69,7 +71,7 @@ class TrainState:
     def load(self, path: Path, device: torch.device, *, writer: str, hint: str) -> dict[str, Any]:
         """Restore the checkpoint at `path` into this state (after `check_same_run`); returns it."""
         state = load_checkpoint(path, device, kind=self.kind, writer=writer, hint=hint)
-        check_same_run(state, self.identity, path, self.runtime)
+        check_same_run(state, self.identity, path, self.runtime, self.added)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -99,7 +101,7 @@ class TrainState:
 
 
 def check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path,
-                   runtime: frozenset[str] | set[str] | tuple[str, ...]) -> None:
+                   runtime: frozenset[str] | set[str] | tuple[str, ...], added: dict[str, Any] | None = None) -> None:
     """A resumed run must be the run that was interrupted, or its numbers mean nothing.
 
     Every identity entry but ``config`` must be equal (entries of a description added since the
@@ -112,7 +114,7 @@ def check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path,
         if was != now:
             raise BlockSwapError(f"cannot resume {str(path)!r}: it was a run with {key} "
                                  f"{_brief(state.get(key))}, not {_brief(now)}")
-    old, new = state.get("config", {}), identity.get("config", {})
+    old, new = {**(added or {}), **state.get("config", {})}, identity.get("config", {})
     changed = [name for name, value in new.items() if name not in runtime and old.get(name) != value]
     if changed:
         was = ", ".join(f"{name}={old.get(name)!r}" for name in changed)
