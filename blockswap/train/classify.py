@@ -21,6 +21,7 @@ Data parallel: started under ``torchrun --nproc_per_node=N`` the model is wrappe
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -61,7 +62,18 @@ def train_model(config: TrainConfig | str, data: "str | DataSpec | Any", out: st
     `loop.fit`. Returns the run record (also ``out/record.json``). A run whose loss stops being
     finite raises `BlockSwapError`; its last good checkpoint stays.
     """
-    cfg = recipe(config) if isinstance(config, str) else config
+    if isinstance(config, str):
+        cfg = recipe(config)
+    elif isinstance(config, TrainConfig):
+        cfg = config
+    else:
+        raise BlockSwapError(f"train_model: config must be a TrainConfig (bs.recipe('digits', epochs=5)) or a "
+                             f"recipe name, got {type(config).__name__} {config!r}"[:300])
+    if not isinstance(model, (ModelDesc, str)):
+        raise BlockSwapError(f"train_model: model must be a ModelDesc, a network name such as 'wrn-16-2' or "
+                             f"'torchvision:resnet18', got {type(model).__name__} {model!r}"[:300])
+    if not isinstance(out, (str, os.PathLike)):
+        raise BlockSwapError(f"train_model: out must be a folder path, got {type(out).__name__} {out!r}"[:300])
     if teacher_nodes is not None and not isinstance(teacher, nn.Module):
         raise BlockSwapError("teacher_nodes name the attention points of a teacher given as an nn.Module; "
                              "a checkpoint or torchvision teacher has its own")
@@ -227,7 +239,7 @@ def _load_teacher(teacher, weights, nodes, classes: int, data, dev, mf) -> _Teac
                                  "already holds its weights")
         net = _module_teacher(teacher, nodes).to(dev).eval()
         identity = {"source": "module", "module": type(teacher).__qualname__,
-                    "fingerprint": module_fingerprint(teacher), "nodes": list(getattr(net, "node_names", ()))}
+                    "fingerprint": module_fingerprint(teacher), "nodes": list(getattr(net, "stage_names", ()))}
     else:
         net, desc_t = load_model(teacher, weights, dev)
         _fit_classes(desc_t, classes, f"teacher {str(teacher)!r}", data)

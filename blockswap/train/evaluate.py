@@ -13,14 +13,25 @@ from .distributed import Distributed
 @torch.no_grad()
 def evaluate(model: nn.Module, split, *, batch_size: int = 500, dist: Distributed | None = None,
              amp_dtype: torch.dtype | None = None,
-             memory_format: torch.memory_format = torch.preserve_format) -> dict[str, float]:
+             memory_format: torch.memory_format = torch.preserve_format,
+             which: str = "val", input_size: int | None = None) -> dict[str, float]:
     """Top-1 / top-5 error (percent) and mean cross-entropy of `model` on every image of `split`.
 
-    Under data parallelism each rank scores its shard and the counts are summed.
+    `split`: a loaded split (`load_split`), or data as `train_model` takes it (a dataset name, a
+    torch Dataset of (image, label), a pair of tensors), whose `which` split is loaded at
+    `input_size` (default: the model's, for a BlockSwap network). Under data parallelism each
+    rank scores its shard and the counts are summed.
     """
+    if not isinstance(model, nn.Module):
+        raise BlockSwapError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}")
+    dev = next(model.parameters()).device
+    if not callable(getattr(split, "batches", None)):
+        from ..data.load import load_split
+
+        size = input_size or getattr(getattr(model, "spec", None), "input_size", None)
+        split = load_split(split, which, size, dev)
     dist = dist or Distributed(torch.device("cpu"))
     model.eval()
-    dev = next(model.parameters()).device
     sums = torch.zeros(4, dtype=torch.float64, device=dev)  # loss, top-1 hits, top-5 hits, images
     for x, y in split.batches(batch_size, rank=dist.rank, world_size=dist.world_size):
         with autocast(dev, amp_dtype):

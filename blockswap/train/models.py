@@ -134,57 +134,18 @@ def init_model(desc: ModelDesc, seed: int) -> nn.Module:
         return desc.build()
 
 
-class _ModuleTeacher(nn.Module):
-    """A user's `nn.Module` with the `BlockSwapNet` interface: ``forward_intermediates(x)`` gives
-    ``(logits, {node: output})`` from one traced forward (torchvision's feature extraction)."""
-
-    def __init__(self, module: nn.Module, nodes: tuple[str, ...]):
-        super().__init__()
-        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
-
-        graph = get_graph_node_names(module)[1]  # eval-mode graph: a teacher is frozen in eval mode
-        unknown = [n for n in nodes if n not in graph]
-        if unknown:
-            shown = ", ".join(graph[:12]) + (", ..." if len(graph) > 12 else "")
-            raise BlockSwapError(f"teacher node {unknown[0]!r} is not a node of {type(module).__name__}; "
-                                 f"its nodes: {shown}")
-        self.node_names = tuple(nodes)
-        self._output = graph[-1]  # the node producing the forward's result (the logits)
-        returns = {n: f"point{i}" for i, n in enumerate(nodes)}
-        returns.setdefault(self._output, "logits")
-        self.net = create_feature_extractor(module.eval(), return_nodes=returns)
-        self._logits_key = returns[self._output]
-
-    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = dict(self.net(x))
-        return out[self._logits_key], {n: out[f"point{i}"] for i, n in enumerate(self.node_names)}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_intermediates(x)[0]
-
-
 def _module_teacher(module: nn.Module, nodes=None) -> nn.Module:
-    """`module` as a teacher whose ``forward_intermediates(x)`` returns ``(logits, {node: tensor})``.
+    """`module` as a teacher whose ``forward_intermediates(x)`` returns ``(logits, {node: tensor})``:
+    the module itself if it has that method and no `nodes` are given (a BlockSwap network), else
+    `nn.teacher.module_teacher` (the attention points as feature-extraction node names; default:
+    the stages ``layer1``.. of a torchvision-style ResNet)."""
+    from ..nn.teacher import module_teacher
 
-    `nodes`: `torchvision.models.feature_extraction` node names of the attention points (e.g.
-    ``["layer1", "layer2", "layer3"]``); default: the stages ``layer1``.. of a torchvision-style
-    ResNet, or the module's own ``forward_intermediates`` if it has one (a BlockSwap network).
-    """
-    from ..nn.discover import stage_names
-
-    if not isinstance(module, nn.Module):
-        raise BlockSwapError(f"a teacher module must be a torch nn.Module, got {type(module).__name__}")
-    if nodes is None:
-        if callable(getattr(module, "forward_intermediates", None)):
-            return module
-        nodes = stage_names(module)
-        if not nodes:
-            raise BlockSwapError(f"cannot tell the attention points of teacher {type(module).__name__}: pass "
-                                 "teacher_nodes, its feature-extraction node names (torchvision."
-                                 "models.feature_extraction.get_graph_node_names)")
-    if isinstance(nodes, str) or not all(isinstance(n, str) for n in nodes) or not nodes:
+    if nodes is None and isinstance(module, nn.Module) and callable(getattr(module, "forward_intermediates", None)):
+        return module
+    if nodes is not None and (isinstance(nodes, str) or not nodes or not all(isinstance(n, str) for n in nodes)):
         raise BlockSwapError(f"teacher_nodes must be a non-empty list of node names, got {nodes!r}")
-    return _ModuleTeacher(module, tuple(nodes))
+    return module_teacher(module, nodes)
 
 
 def module_fingerprint(module: nn.Module) -> str:
