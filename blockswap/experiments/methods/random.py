@@ -12,10 +12,11 @@ from ..values import positive
 from .base import METHODS, Method, MethodSpec, per_budget
 
 # Paper Table 1 and Sec. 4.2: training accuracy, weight L2 norms, gradient norms and Fisher
-# potential after k minibatches; our additions: zero-cost proxies and plain parameter count.
+# potential after k minibatches (weight_l2@k, grad_l1@k); the field's zero-cost proxies (docs/signals.md) and the
+# candidate's own parameters and MACs.
 DEFAULT_SIGNALS = ("fisher", "fisher@10", "fisher@100", "train_acc@1", "train_acc@10", "train_acc@100",
-                   "l2@1", "l2@10", "l2@100", "grad_norm@1", "grad_norm@10", "grad_norm@100",
-                   "snip", "synflow", "naswot", "jacob_cov")
+                   "weight_l2@1", "weight_l2@10", "weight_l2@100", "grad_l1@1", "grad_l1@10", "grad_l1@100",
+                   "snip", "grad_norm", "l2_norm", "synflow", "naswot", "jacob_cov", "params", "macs")
 
 
 @dataclass(frozen=True)
