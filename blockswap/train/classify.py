@@ -283,7 +283,14 @@ def _fit_classes(desc: ModelDesc, data_classes: int, what: str, data) -> ModelDe
 
 def _check_attention_points(student: nn.Module, teacher: nn.Module, input_size: int, classes: int,
                             device: torch.device) -> None:
-    """Fail before training if the attention maps of student and teacher cannot be paired."""
+    """Fail before training if the attention maps of student and teacher cannot be paired: by
+    their `feature_info` where both describe their stages (timm-style), then on a zero input."""
+    s_info, t_info = getattr(student, "feature_info", None), getattr(teacher, "feature_info", None)
+    if s_info is not None and t_info is not None:
+        s_red, t_red = [f["reduction"] for f in s_info], [f["reduction"] for f in t_info]
+        if s_red != t_red:
+            raise BlockSwapError(f"attention transfer pairs stage outputs of equal stride: the student's stages "
+                                 f"reduce the input {s_red}, the teacher's {t_red}")
     x = torch.zeros(2, 3, input_size, input_size, device=device)
     was_training = student.training
     student.eval()
