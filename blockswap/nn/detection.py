@@ -18,6 +18,7 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from ..space.detection import DETECTION_MIN_SIZE, max_size_for
 from ..space.genotype import Genotype, as_genotype
 from ..space.networks import NetworkSpec, network_spec
 from .layers import NormLayer
@@ -50,13 +51,8 @@ class BlockSwapFPN(nn.Module):
         return self.fpn(OrderedDict((str(i), out) for i, out in enumerate(points.values())))
 
 
-def max_size_for(min_size: int) -> int:
-    """torchvision's ratio of longest to shortest side (1333 / 800) at another scale."""
-    return round(min_size * 1333 / 800)
-
-
 def build_detector(network: "str | NetworkSpec", genotype: "Genotype | str | list | None", num_classes: int, *,
-                   min_size: int = 800, max_size: int | None = None,
+                   min_size: int = DETECTION_MIN_SIZE, max_size: int | None = None,
                    norm_layer: NormLayer | None = None) -> MaskRCNN:
     """A Mask R-CNN with a BlockSwap backbone of `network` (e.g. "resnet34") and `genotype`.
 

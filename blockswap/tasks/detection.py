@@ -15,14 +15,10 @@ import torch
 
 from ..errors import BlockSwapError
 from ..seeding import derive_seed
+from ..space.detection import DETECTION_BATCH, DETECTION_MIN_SIZE
 from ..space.networks import NetworkSpec
 from .base import TASKS, ScoringData, Task
 
-# The paper's detection minibatch (Sec. 7: 16 images over 8 GPUs, torchvision's reference).
-DETECTION_BATCH = 16
-# torchvision's Mask R-CNN resizes the shorter image side to 800 pixels (its `min_size`); the
-# costs of a detection search are counted at this side unless `input_size` is given.
-DETECTION_MIN_SIZE = 800
 
 
 class Detection(Task):

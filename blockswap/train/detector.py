@@ -29,7 +29,8 @@ from ..data.coco import CocoSplit
 from ..data.spec import DataSpec, parse_data
 from ..errors import BlockSwapError
 from ..files import FileFormat, versions
-from ..nn.detection import build_detector, max_size_for
+from ..nn.detection import build_detector
+from ..space.detection import DETECTION_BATCH, DETECTION_MIN_SIZE, max_size_for
 from ..outdir import RunFolder
 from ..seeding import derive_seed, torch_seed
 from ..space.costs import network_cost
@@ -56,7 +57,7 @@ class DetectorConfig:
     """A detector run: torchvision's Mask R-CNN reference recipe unless overridden."""
 
     epochs: int = 26
-    batch_size: int = 16  # global minibatch (the paper: 16 over 8 GPUs)
+    batch_size: int = DETECTION_BATCH  # global minibatch (the paper: 16 over 8 GPUs)
     lr: float = 0.02  # for 16 images; torchvision's reference scales it linearly with the batch
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -64,7 +65,7 @@ class DetectorConfig:
     lr_gamma: float = 0.1
     warmup_iters: int = 1000  # first epoch only: linear from warmup_factor * lr
     warmup_factor: float = 1e-3
-    min_size: int = 800  # shorter image side after the detector's resize (torchvision: 800)
+    min_size: int = DETECTION_MIN_SIZE  # shorter image side after the detector's resize (torchvision: 800)
     max_size: int | None = None  # longer side at most (None: 1333/800 of min_size)
     rois_per_image: int = 512  # RoIs sampled per image for the box head (torchvision: 512)
     hflip: float = 0.5  # probability of a horizontal flip per training image
