@@ -34,7 +34,7 @@ from ..space.detection import DETECTION_BATCH, DETECTION_MIN_SIZE, max_size_for
 from ..outdir import RunFolder
 from ..seeding import derive_seed, torch_seed
 from ..space.costs import network_cost
-from ..space.genotype import Genotype, as_genotype
+from ..space.genotype import as_genotype
 from ..space.networks import network_spec
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .coco_eval import evaluate_detector
@@ -139,7 +139,7 @@ def detector_desc(network: str, genotype, num_classes: int, cfg: DetectorConfig)
     """What `build_detector` needs to rebuild the network (stored in checkpoints)."""
     check_backbone(network)
     spec = network_spec(network)
-    geno = Genotype.standard(spec.name) if genotype is None else as_genotype(genotype, spec.name)
+    geno = as_genotype(genotype, spec)  # None: the standard genotype
     return {"task": "detection", "network": spec.name, "genotype": geno.text, "num_classes": num_classes,
             "min_size": cfg.min_size, "max_size": cfg.max_size or max_size_for(cfg.min_size),
             "rois_per_image": cfg.rois_per_image}
