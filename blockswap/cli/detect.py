@@ -117,7 +117,7 @@ def run_evaluate_detection(args: argparse.Namespace) -> int:
     if args.weights is not None:
         raise BlockSwapError("--weights goes with a torchvision:NAME classifier; a detector checkpoint holds its weights")
     data = parse_data(args.data)
-    if data.name != "coco":
+    if data.task != "detection":
         raise BlockSwapError(f"--task detection evaluates on COCO-layout data (coco:PATH), not {data}")
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     model, state = load_detector(args.checkpoint, device)

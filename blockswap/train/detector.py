@@ -174,7 +174,7 @@ def train_detector(config: DetectorConfig, data: "str | DataSpec", out: "str | P
                       stacklevel=2)
         progress = progress_bar
     spec = parse_data(data)
-    if spec.name != "coco":
+    if spec.task != "detection":
         raise BlockSwapError(f"a detector trains on COCO-layout data (coco:PATH), not {spec}")
     check_backbone(network)
     return fit("detection", config, spec, out, resume=resume, overwrite=overwrite, device=device,
