@@ -142,6 +142,6 @@ def test_a_user_module_teacher_distils_a_student_by_its_named_nodes(tmp_path):
     assert module_fingerprint(other) != module_fingerprint(teacher)
     other.load_state_dict(teacher.state_dict())
     assert module_fingerprint(other) == module_fingerprint(teacher)
-    with pytest.raises(BlockSwapError, match="not a node of _UserTeacher; its nodes: x, stem"):
+    with pytest.raises(BlockSwapError, match="unknown node .layer9. of _UserTeacher; valid nodes: x, stem"):
         bs.train_model(recipe("cifar", **TINY), "synthetic", tmp_path / "bad", student, teacher=teacher,
                        teacher_nodes=["layer9"], progress=False)
