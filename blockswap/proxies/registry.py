@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
-from ..registry import Registry, did_you_mean
+from ..registry import Registry
 from .execution import PRECISIONS, memory_format
 
 Batch = tuple[torch.Tensor, torch.Tensor]
