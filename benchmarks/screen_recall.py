@@ -111,8 +111,22 @@ def two_round(exh: dict[int, float], screen: dict[int, float], k: int) -> tuple[
     return 1 + sum(v > exh[winner] for v in exh.values()), (best - exh[winner]) / best
 
 
+def screen_rank_of_best(exh: dict[int, float], screen: dict[int, float]) -> int:
+    """The smallest k whose two-round search keeps the exhaustive winner."""
+    best = max(exh, key=lambda i: (exh[i], -i))
+    return 1 + sum(v > screen[best] for v in screen.values())
+
+
+def spearman(a: dict[int, float], b: dict[int, float]) -> float:
+    """Rank correlation of two scorings of the same candidates (no ties expected in floats)."""
+    keys = sorted(a)
+    ra = np.argsort(np.argsort([a[i] for i in keys]))
+    rb = np.argsort(np.argsort([b[i] for i in keys]))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def report(db: sqlite3.Connection, args: argparse.Namespace) -> None:
-    rows, time_rows = [], []
+    rows, time_rows, agree_rows = [], [], []
     for budget in args.budgets:
         runs = {s: load(db, budget, s, args.samples) for s in args.seeds}
         runs = {s: r for s, r in runs.items() if r is not None}
@@ -125,6 +139,11 @@ def report(db: sqlite3.Connection, args: argparse.Namespace) -> None:
         for m in MODES:
             time_rows.append([budget, m, f"{secs[m]:.3f}", f"{secs['f32-full'] / secs[m]:.2f}x"])
         for mode in MODES[1:]:
+            needed = [screen_rank_of_best(r["f32-full"], r[mode]) for r in runs.values()]
+            rho = [spearman(r["f32-full"], r[mode]) for r in runs.values()]
+            # A slice's Fisher is on another scale (its own N in 1/(2N) and in the mean loss): no relative diff.
+            rel = "-" if mode.endswith("slice") else f"{statistics.mean(statistics.median(abs(r[mode][i] / r['f32-full'][i] - 1) for i in r[mode]) for r in runs.values()):.2e}"
+            agree_rows.append([budget, mode, ",".join(map(str, needed)), f"{statistics.mean(rho):.4f}", rel])
             for k in args.ks:
                 k = min(k, args.samples)
                 results = [two_round(r["f32-full"], r[mode], k) for r in runs.values()]
@@ -139,6 +158,9 @@ def report(db: sqlite3.Connection, args: argparse.Namespace) -> None:
           f"minibatch, data {args.data}, seeds {' '.join(map(str, args.seeds))}")
     print("median seconds per candidate (modes scored side by side):")
     print(format_table(time_rows, ["budget", "mode", "s/cand", "vs f32-full"], align="llrr"))
+    print("agreement with f32-full (k needed: the exhaustive winner's rank in the screen, per seed):")
+    print(format_table(agree_rows, ["budget", "screen", "k needed", "Spearman", "median |rel diff|"],
+                       align="llrrr"))
     print("two-round winner vs the exhaustive winner:")
     print(format_table(rows, ["budget", "screen", "k", "kept winner", "ranks otherwise", "mean gap", "max gap",
                               "time vs exh."], align="llrrlrrr"))
