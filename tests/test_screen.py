@@ -122,6 +122,13 @@ def test_bad_screen_settings_are_one_line_errors(settings, match):
     assert "\n" not in str(err.value)
 
 
+def test_detection_screens_in_float32_only():
+    base = dict(task="detection", model="resnet18", budget="5M", data="coco:/nowhere", screen=True)
+    assert SearchConfig(**base).first_stage == "screen"
+    with pytest.raises(BlockSwapError, match="detection search screens in float32 only"):
+        SearchConfig(**base, screen_precision="bf16")
+
+
 def test_keep_is_a_count_or_a_fraction_of_the_samples():
     assert SearchConfig(samples=300, screen=True, screen_keep=25).keep == 25
     assert SearchConfig(samples=300, screen=True, screen_keep=0.1).keep == 30  # ceil(0.1 * 300)
