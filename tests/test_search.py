@@ -302,5 +302,6 @@ def test_a_config_recorded_by_0_2_reads_back_and_records_the_same_keys():
     config = SearchConfig.from_dict(recorded)
     assert config == SearchConfig(model="wrn-10-1", budget="40k", tolerance=0.2, candidates="S,G(4),B(2)",
                                   samples=3, data="synthetic", batch_size=8, seed=3, input_size=16)
-    assert set(config.to_dict()) == set(recorded) | {"rank_by"}  # rank_by: recorded since --rank-by
+    assert set(config.to_dict()) == set(recorded) | {"rank_by", "screen", "screen_slice", "screen_keep",
+                                                     "screen_precision"}  # recorded since --rank-by, --screen
     assert SearchConfig.from_dict({k: v for k, v in recorded.items() if k != "task"}) == config  # 0.1: no task

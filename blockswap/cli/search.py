@@ -7,6 +7,7 @@ import sys
 
 from ..files import dumps
 from ..proxies import PROXIES
+from ..proxies.execution import PRECISIONS
 from ..report.table import format_table
 from ..search import EXECUTORS, RunOptions, SearchConfig, default_workers, run_search
 from ..space.budget import format_count
@@ -64,6 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"fraction of the minibatch in the first round (default {_D.halving_slice})")
     p.add_argument("--halving-keep", type=float, default=_D.halving_keep,
                    help=f"fraction of candidates rescored on the whole minibatch (default {_D.halving_keep})")
+    p.add_argument("--screen", action="store_true",
+                   help="screened search: rank all on a slice (optionally bf16), rescore the top k in float32 "
+                        "on the whole minibatch; the best rescore wins (docs/search.md)")
+    p.add_argument("--screen-keep", type=_count_or_fraction, default=_D.screen_keep,
+                   help=f"candidates rescored in round two: a count, or a fraction below 1 (default {_D.screen_keep})")
+    p.add_argument("--screen-slice", type=float, default=_D.screen_slice,
+                   help=f"fraction of the minibatch in round one, 1 = all (default {_D.screen_slice})")
+    p.add_argument("--screen-precision", default=_D.screen_precision, choices=list(PRECISIONS),
+                   help=f"arithmetic of round one (default {_D.screen_precision}; bf16 is approximate)")
     p.add_argument("--checkpoint", action="store_true",
                    help="recompute blocks in the backward pass: less memory, identical value")
     p.add_argument("--micro-batch", type=positive, default=None,
@@ -93,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, data=args.data, seed=args.seed, task=args.task, batch_size=args.batch_size,
         signals=tuple(s for s in args.signals.split(",") if s.strip()), rank_by=args.rank_by, augment=args.augment,
         input_size=args.input_size, halving=args.halving, halving_slice=args.halving_slice,
-        halving_keep=args.halving_keep, micro_batch=args.micro_batch, latency_table=args.latency_table,
+        halving_keep=args.halving_keep, screen=args.screen, screen_keep=args.screen_keep,
+        screen_slice=args.screen_slice, screen_precision=args.screen_precision, micro_batch=args.micro_batch, latency_table=args.latency_table,
         latency=None if args.latency_table is None else load_latency_table(args.latency_table))
     if args.teacher_weights is not None:
         _check_teacher_classes(args.teacher_weights, config)
@@ -108,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
         print(dumps(result.summary()))
         return 0
     s = result.sampling
-    if config.halving:
-        scored = (f"{result.slice_scored} ranked on {config.slice_size} examples ({result.slice_scored_now} now), "
+    if config.first_stage is not None:
+        scored = (f"{result.slice_scored} ranked on {config.slice_size} examples in {config.first_precision} "
+                  f"({result.slice_scored_now} now), "
                   f"the top {result.scored} rescored on {config.batch_size} ({result.scored_now} now)")
     else:
         scored = f"{result.scored} scored ({result.scored_now} now)"
@@ -121,6 +133,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwinner: {result.best.text}\n  {result.params:,} parameters, {result.macs:,} MACs, "
           f"{result.signal} {result.score:.6g}\n  saved to {result.out / 'winner.json'}")
     return 0
+
+
+def _count_or_fraction(text: str) -> "int | float":
+    """--screen-keep: "100" is a count, "0.1" a fraction of the samples."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (100) or a fraction (0.1), got {text!r}") from None
 
 
 def _check_teacher_classes(weights: str, config: SearchConfig) -> None:

@@ -17,8 +17,39 @@ from torch import nn
 
 from ..errors import BlockSwapError, choices
 from ..nn.exact_bn import exact_batch_norm
+from ..registry import Registry
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+# Arithmetic of a network's forward pass: name -> the autocast dtype (None: plain float32).
+# "bf16" is for the screened search's first round only (docs/search.md, "Screened search"): the
+# paper's score, which decides, is float32.
+PRECISIONS: Registry["torch.dtype | None"] = Registry("precision")
+PRECISIONS.add("float32", None)
+PRECISIONS.add("bf16", torch.bfloat16)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (the avx512_bf16 or amx_bf16 flag of
+    /proc/cpuinfo). Without it bf16 still computes (emulated by oneDNN), only slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def precision_run(precision: str, device_type: str = "cpu") -> Iterator[None]:
+    """The forward passes inside the block in `precision` (bf16: `torch.autocast`); float32 is
+    no context at all, so the default path is untouched."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type, dtype=dtype):
+        yield
 
 
 def weights(model: nn.Module) -> list[torch.Tensor]:

@@ -79,7 +79,7 @@ def _fisher(model, batches, steps, options):
     if steps == 1:
         x, y = batches[0]
         return fisher_potential(model, x, y, checkpoint=options.checkpoint, micro_batch=options.micro_batch,
-                                memory_format=options.memory_format)
+                                memory_format=options.memory_format, precision=options.precision)
     return _train_steps(model, batches, steps, options, want_fisher=True).fisher
 
 

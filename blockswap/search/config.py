@@ -16,6 +16,7 @@ from ..data.spec import DataSpec, parse_data
 from ..devices import check_device, usable_cpus
 from ..errors import BlockSwapError, choices
 from ..fields import check_fields, rules
+from ..proxies.execution import PRECISIONS
 from ..proxies.fisher import MEMORY_FORMATS
 from ..proxies.ranking import MeanRank, parse_rank_by
 from ..proxies.registry import ProxyOptions, Signal, parse_signal
@@ -56,6 +57,14 @@ class SearchConfig:
     halving: bool = False  # successive halving: slice first, then the full minibatch for the top
     halving_slice: float = 0.25  # fraction of the minibatch used in the first round
     halving_keep: float = 0.1  # fraction of candidates rescored on the full minibatch
+    # The screened search (docs/search.md, "Screened search"), halving generalised: round one
+    # ("screen") ranks every candidate on `screen_slice` of the minibatch in `screen_precision`;
+    # round two ("full") rescores the top `screen_keep` in float32 on the whole minibatch (the
+    # paper's score), whose best wins. `screen_keep`: a count (an int >= 1) or a fraction (a float < 1).
+    screen: bool = False
+    screen_slice: float = 0.25  # fraction of the minibatch in round one (1.0: all of it)
+    screen_keep: float = 100  # candidates rescored in round two: count, or fraction if below 1
+    screen_precision: str = field(default="float32", metadata=rules(choices=tuple(PRECISIONS)))
     micro_batch: int | None = None  # APPROXIMATE: BN statistics per chunk of this many examples
     # A latency budget's cost model: `latency`, a parsed `blockswap latency-table` file; recorded
     # are its path and its digest, and on resume the content must match (the digest), not the path.
@@ -93,9 +102,10 @@ class SearchConfig:
         set_("rank_by", signals[0] if self.rank_by is None else parse_rank_by(self.rank_by))
         needed = self.rank_by.components
         set_("signals", tuple(dict.fromkeys((*needed, *signals))))
-        if isinstance(self.rank_by, MeanRank) and self.halving:
-            raise BlockSwapError(f"successive halving ranks its first round by one signal, not {self.rank_by.name}; "
-                                 "drop --halving or rank by one signal")
+        if isinstance(self.rank_by, MeanRank) and (self.halving or self.screen):
+            raise BlockSwapError(f"a two-round search ranks its first round by one signal, not {self.rank_by.name}; "
+                                 "drop --halving/--screen or rank by one signal")
+        self._check_screen()
         if self.batch_size is None:
             set_("batch_size", self.task.batch_size)
         for name in ("samples", "batch_size", "max_draws", "seed"):
@@ -109,9 +119,10 @@ class SearchConfig:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise BlockSwapError(f"{name} must be in (0, 1], got {value!r}")
-        if self.halving and self.slice_size < 2:
-            raise BlockSwapError(f"halving slice of {self.halving_slice} x {self.batch_size} examples "
-                                 "is below 2; raise halving_slice or batch_size")
+        if self.first_stage is not None and self.slice_size < 2:
+            what = "halving" if self.halving else "screen"
+            raise BlockSwapError(f"{what} slice of {getattr(self, what + '_slice')} x {self.batch_size} examples "
+                                 f"is below 2; raise {what}_slice or batch_size")
         if not 0 <= self.min_acceptance < 1:
             raise BlockSwapError(f"min_acceptance must be in [0, 1), got {self.min_acceptance!r}")
         if self.input_size is not None and (not isinstance(self.input_size, int) or self.input_size < 8):
@@ -119,6 +130,18 @@ class SearchConfig:
         ProxyOptions(micro_batch=self.micro_batch)
         self._hold_latency()
         self.task.check(self)
+
+    def _check_screen(self) -> None:
+        if self.screen and self.halving:
+            raise BlockSwapError("choose one of halving and screen (halving is screen in float32), not both")
+        keep = self.screen_keep
+        if not (isinstance(keep, int) and keep >= 1 or isinstance(keep, float) and 0 < keep < 1):
+            raise BlockSwapError(f"screen_keep must be a count (an integer >= 1) or a fraction in (0, 1), got {keep!r}")
+        if not 0 < self.screen_slice <= 1:
+            raise BlockSwapError(f"screen_slice must be in (0, 1], got {self.screen_slice!r}")
+        if self.screen and self.screen_precision == "bf16" and self.signals[0] != Signal("fisher"):
+            raise BlockSwapError(f"--screen-precision bf16 screens by the Fisher potential at initialisation only, "
+                                 f"not {self.signals[0].name}; rank by fisher or screen in float32")
 
     def _hold_latency(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -167,12 +190,28 @@ class SearchConfig:
         return tuple(s.name for s in self.signals)
 
     @property
+    def first_stage(self) -> str | None:
+        """The stage name of a two-round search's first round: "slice" (halving, the name its
+        results files hold), "screen", or None for the exhaustive search."""
+        return "slice" if self.halving else "screen" if self.screen else None
+
+    @property
+    def first_precision(self) -> str:
+        """The arithmetic of the first round ("float32" for halving)."""
+        return self.screen_precision if self.screen else "float32"
+
+    @property
     def slice_size(self) -> int:
-        return max(2, round(self.halving_slice * self.batch_size)) if self.halving_slice < 1 else self.batch_size
+        """Examples of the minibatch the first round sees."""
+        fraction = self.screen_slice if self.screen else self.halving_slice
+        return max(2, round(fraction * self.batch_size)) if fraction < 1 else self.batch_size
 
     @property
     def keep(self) -> int:
-        """Candidates rescored on the whole minibatch in halving mode."""
+        """Candidates rescored on the whole minibatch in round two (halving or screen)."""
+        if self.screen:
+            count = self.screen_keep if isinstance(self.screen_keep, int) else math.ceil(self.screen_keep * self.samples)
+            return max(1, min(self.samples, count))
         return max(1, math.ceil(self.halving_keep * self.samples))
 
     @property

@@ -3,8 +3,11 @@ one shared minibatch, keep the best. Resumable, parallel, optionally faster.
 
 Every scored candidate is committed to the results file as it arrives (`store`), so a
 ``kill -9`` loses only the candidates in flight and ``resume=True`` continues without
-re-scoring. Optional successive halving (`SearchConfig.halving`): rank everything on a slice of
-the minibatch, then rescore only the top fraction on the whole minibatch.
+re-scoring. Optional two-round searches: successive halving (`SearchConfig.halving`) ranks
+everything on a slice of the minibatch (stage "slice"), then rescores only the top fraction on
+the whole minibatch; the screened search (`SearchConfig.screen`) generalises it (stage "screen":
+a slice, optionally in bf16; then the top k in float32 on the whole minibatch). The winner is
+always the best float32 whole-minibatch score (stage "full").
 
 Outputs in the run folder: ``results.sqlite`` (every candidate), ``winner.json`` (the genotype),
 ``top.json`` (the top-k), ``candidates.csv`` (all candidates) and ``run.json`` (the run record).
@@ -25,6 +28,7 @@ import numpy as np
 from ..errors import BlockSwapError
 from ..files import FileFormat, atomic_write_json, atomic_write_text, versions
 from ..outdir import RunFolder, claim_folder
+from ..proxies.execution import cpu_has_bf16
 from ..progress import progress
 from ..seeding import derive_seed
 from ..space.costs import CostTable
@@ -57,8 +61,8 @@ class SearchResult:
     sampling: dict[str, Any]
     out: Path
     timings: dict[str, float] = field(default_factory=dict)
-    slice_scored: int = 0  # halving: candidates ranked on the slice of the minibatch
-    slice_scored_now: int = 0  # halving: slice scores computed by this invocation
+    slice_scored: int = 0  # halving / screen: candidates ranked in round one
+    slice_scored_now: int = 0  # halving / screen: round-one scores computed by this invocation
 
     def summary(self) -> dict[str, Any]:
         return {"best": self.best.text, "network": self.best.network, "params": self.params,
@@ -81,6 +85,7 @@ def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
     say = log or (lambda _msg: None)
     config = config.with_latency_table()  # the edge: the config reads no file itself
     run.proxy_options(config)  # validates checkpoint with micro_batch before any work
+    _warn_emulated_bf16(config, run, say)
     with claim_folder(out, SEARCH_FOLDER, resume=resume, overwrite=overwrite) as out:
         path = out / RESULTS_FILE
         holds = _holds_search(path)
@@ -110,7 +115,7 @@ def run_search(config: SearchConfig, out: "str | Path", *, resume: bool = False,
                 timings["scoring"] = time.perf_counter() - t0
                 return _finish(store, config, run, sampling, out, scored_now, timings, started)
             except BaseException:
-                if sampled is not None and not store.scores("full") and not store.scores("slice"):
+                if sampled is not None and not any(store.scores(stage) for stage, _, _ in _stages(config)):
                     store.close()  # a new search that scored nothing leaves nothing to block a rerun
                     for name in (RESULTS_FILE, *SEARCH_FOLDER.companions):
                         (out / name).unlink(missing_ok=True)
@@ -136,10 +141,24 @@ def _check_arguments(config: Any, out: Any, run: Any, log: Any, **flags: Any) ->
 
 def _stages(config: SearchConfig) -> list[tuple[str, str, int]]:
     """(stage, what it is, how many) of each round of scoring."""
-    if not config.halving:
+    if config.first_stage is None:
         return [("full", "candidates scored", config.samples)]
-    return [("slice", f"slice scores ({config.slice_size} examples)", config.samples),
+    return [(config.first_stage, f"{config.first_stage} scores ({config.slice_size} examples, "
+             f"{config.first_precision})", config.samples),
             ("full", "full-minibatch rescores", config.keep)]
+
+
+_WARNED_BF16 = []  # once per process: a CPU without bf16 instructions
+
+
+def _warn_emulated_bf16(config: SearchConfig, run: RunOptions, say: Callable[[str], None]) -> None:
+    """bf16 screening is allowed on any CPU; where it has no bf16 instructions, oneDNN emulates
+    them, which gives the same kind of values but may be slower than float32: said once."""
+    if config.first_precision != "bf16" or not run.device.startswith("cpu") or cpu_has_bf16() or _WARNED_BF16:
+        return
+    _WARNED_BF16.append(True)
+    say("warning: this CPU has no avx512_bf16/amx_bf16 instructions: bf16 screening is emulated and "
+        "may be slower than --screen-precision float32")
 
 
 def _holds_search(path: Path) -> bool:
@@ -205,16 +224,17 @@ def _sample(config: SearchConfig, timings: dict[str, float], say: Callable[[str]
 
 
 def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: ScoringData) -> dict[str, int]:
-    """Score every candidate not yet in the results file (both rounds when halving); returns
-    the scores computed now per stage."""
-    scored_now = {"slice": 0, "full": 0}
+    """Score every candidate not yet in the results file (both rounds when halving or
+    screening); returns the scores computed now, {"first": round one, "full": the float32 stage}."""
+    first = config.first_stage
+    scored_now = {"first": 0, "full": 0}
     cands = store.candidates()
     with contextlib.ExitStack() as stack:
         run_tasks = None
-        for stage in ("slice", "full") if config.halving else ("full",):
+        for stage in ("full",) if first is None else (first, "full"):
             todo_cands = cands
-            if stage == "full" and config.halving:
-                keep = set(store.ranked("slice")[:config.keep])
+            if stage == "full" and first is not None:
+                keep = set(store.ranked(first)[:config.keep])
                 todo_cands = [c for c in cands if c.index in keep]
             done = store.scores(stage)
             todo = [(c.index, c.genotype, stage) for c in todo_cands if c.index not in done]
@@ -222,19 +242,20 @@ def _score_all(store: ResultStore, config: SearchConfig, run: RunOptions, data: 
                 continue
             if run_tasks is None:
                 run_tasks = stack.enter_context(executor(run, config, data))
-            desc = {"full": "scoring", "slice": f"slice {config.slice_size}"}[stage]
+            desc = "scoring" if stage == "full" else f"{stage} {config.slice_size} {config.first_precision}"
             with progress(len(todo_cands), desc, "cand", enabled=run.progress,
                           initial=len(todo_cands) - len(todo)) as bar:
                 for row in run_tasks(todo):
                     store.add(row)
-                    scored_now[stage] += 1
+                    scored_now["full" if stage == "full" else "first"] += 1
                     bar.update(1)
     return scored_now
 
 
 def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling: dict[str, Any], out: Path,
             scored_now: dict[str, int], timings: dict[str, float], started: float) -> SearchResult:
-    full, slice_scores = store.scores("full"), store.scores("slice")
+    full = store.scores("full")
+    slice_scores = store.scores(config.first_stage) if config.first_stage else {}
     by_index = {c.index: c for c in store.candidates()}
     top = []
     signal = config.rank_by  # a signal, or an aggregate whose score is the candidate's mean rank
@@ -262,10 +283,10 @@ def _finish(store: ResultStore, config: SearchConfig, run: RunOptions, sampling:
                    "score": best["score"], "signal": signal.name, "seed": best["seed"],
                    **({"predicted_latency_s": config.latency.predict(geno.blocks)} if config.latency else {})},
         "scored": len(full), "scored_slice": len(slice_scores), "scored_now": scored_now["full"],
-        "scored_slice_now": scored_now["slice"],
+        "scored_slice_now": scored_now["first"],
         "timings": timings, "fisher_exact": config.micro_batch is None,
         "files": {"results": RESULTS_FILE, "winner": "winner.json", "top": "top.json",
                   "candidates": "candidates.csv"}})
     return SearchResult(geno, best["params"], best["macs"], best["score"], signal.name, len(full),
                         scored_now["full"], seconds, top, sampling, out, timings,
-                        slice_scored=len(slice_scores), slice_scored_now=scored_now["slice"])
+                        slice_scored=len(slice_scores), slice_scored_now=scored_now["first"])

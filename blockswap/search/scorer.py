@@ -8,8 +8,11 @@ is the config's task's (`blockswap.tasks`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
+from ..errors import BlockSwapError
 from ..seeding import torch_seed
 from ..tasks import Job, ScoreRow, ScoringData, candidate_seed
 from .config import RunOptions, SearchConfig
@@ -42,6 +45,9 @@ class Scorer:
         self.batches = self.task.prepare(data, self.device, run.memory_format)
         self.slice = self.task.head(self.batches, config.slice_size)
         self.options = run.proxy_options(config)
+        # Round one of a two-round search: its stage, and its options (bf16 when screening so).
+        self.first_stage = config.first_stage
+        self.first_options = replace(self.options, precision=config.first_precision)
 
     def build(self, genotype_text: str) -> torch.nn.Module:
         """The candidate at initialisation, from its own seed; the global RNG is left untouched.
@@ -55,7 +61,11 @@ class Scorer:
 
     def score(self, job: Job) -> ScoreRow:
         _index, genotype_text, stage = job
-        signals = self.signals[:1] if stage == "slice" else self.signals
-        batches = self.slice if stage == "slice" else self.batches
-        return self.task.score(job, lambda: self.build(genotype_text), batches, signals, self.options,
+        first = stage != "full"
+        if first and stage != self.first_stage:
+            raise BlockSwapError(f"stage {stage!r} is not one of this search's: full, {self.first_stage}")
+        signals = self.signals[:1] if first else self.signals
+        batches = self.slice if first else self.batches
+        return self.task.score(job, lambda: self.build(genotype_text), batches, signals,
+                               self.first_options if first else self.options,
                                candidate_seed(self.config, genotype_text))

@@ -171,15 +171,16 @@ class ResultStore:
 
 
 def candidates_csv(store: ResultStore) -> str:
-    """Every candidate with its signals, per-block Fisher and seconds (and halving's slice score)."""
+    """Every candidate with its signals, per-block Fisher and seconds (and round one's score: halving's slice, the screen's)."""
     config = store.config()
-    full, slice_scores = store.scores("full"), store.scores("slice")
+    first = config.first_stage  # halving's "slice" or the screen's "screen" column, if any
+    full, slice_scores = store.scores("full"), (store.scores(first) if first else {})
     names = list(config.signal_names)
     buf = io.StringIO()
     writer = csv.writer(buf)
     header = ["index", "genotype", "params", "macs", "seed", *names, "fisher_per_block", "seconds"]
-    if config.halving:
-        header.insert(5, f"slice_{names[0]}")
+    if first:
+        header.insert(5, f"{first}_{names[0]}")
     writer.writerow(header)
     for c in store.candidates():
         row = full.get(c.index)
@@ -187,7 +188,7 @@ def candidates_csv(store: ResultStore) -> str:
         line = [c.index, c.genotype, c.params, c.macs, c.seed, *values,
                 ";".join(f"{v:.6g}" for v in row["per_block"]) if row else "",
                 f"{row['seconds']:.4f}" if row else ""]
-        if config.halving:
+        if first:
             line.insert(5, slice_scores[c.index]["score"] if c.index in slice_scores else "")
         writer.writerow(line)
     return buf.getvalue()

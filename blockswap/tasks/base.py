@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the tasks import torch only where they build or score
 
     from ..space.networks import NetworkSpec
 
-Job = tuple[int, str, str]  # (candidate index, genotype text, stage "full" or "slice")
+Job = tuple[int, str, str]  # (candidate index, genotype text, stage "full", "slice" or "screen")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ScoreRow:
     """One score of one candidate: what the results file stores (`search.store`)."""
 
     index: int
-    stage: str  # "full", or "slice" (successive halving's first round)
+    stage: str  # "full" (float32, whole minibatch), or round one's: "slice" (halving), "screen"
     score: float | None  # the ranking signal's value; None: non-finite, ranked last
     signals: dict[str, float | None]  # every recorded signal
     per_block: list[float]  # the per-block Fisher potential (empty without it)

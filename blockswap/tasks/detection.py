@@ -46,6 +46,8 @@ class Detection(Task):
             raise BlockSwapError(f"a detection search ranks by fisher alone, not {', '.join(names)}")
         if settings.micro_batch is not None or settings.latency_table is not None or settings.latency is not None:
             raise BlockSwapError("a detection search takes no micro_batch and no latency table")
+        if getattr(settings, "first_precision", "float32") != "float32":  # detector_fisher is float32 only
+            raise BlockSwapError("a detection search screens in float32 only: drop --screen-precision bf16")
 
     def draw(self, settings: Any) -> ScoringData:
         """One minibatch of (images, targets) lists, un-flipped, drawn from the run seed."""
