@@ -27,7 +27,14 @@ def typed(value: Any, hint: Any, key: str, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         rest = [a for a in args if a is not type(None)]
-        return typed(value, rest[0] if len(rest) == 1 else typing.Union[tuple(rest)], key, where)
+        errors = []
+        for option in rest:  # the first type the value has (e.g. amp: True, or "cpu")
+            try:
+                return typed(value, option, key, where)
+            except BlockSwapError as exc:
+                errors.append(exc)
+        raise errors[0] if len(rest) == 1 else BlockSwapError(
+            f"{where}: {key!r} must be {' or '.join(_describe(a) for a in rest)}, got {value!r}")
     if origin is tuple:
         item = args[0]
         if not isinstance(value, (list, tuple)) or not value:
