@@ -63,6 +63,12 @@ class RunFolder:
         return [name for name in self.results if (folder / name).exists()]
 
 
+def option(name: str) -> str:
+    """How the current caller says `name` ("resume", "overwrite"): ``resume=True`` from the API,
+    ``--resume`` from the CLI (see `calling_interface`)."""
+    return _WORDS[_INTERFACE.get()][name]
+
+
 def check_writable_folder(path: "str | Path", flag: str = "--out") -> Path:
     """`path` as a folder this process can create files in (created with its parents if missing).
 
