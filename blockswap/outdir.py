@@ -19,6 +19,7 @@ Every command that writes a run folder (`search`, `train`) enters `claim_folder`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,26 @@ from pathlib import Path
 from .errors import BlockSwapError, os_error
 
 LOCK_NAME = ".blockswap.lock"
+
+# Which interface the caller used, so that a refusal names what that caller can change: the
+# API's keyword arguments or the CLI's flags. The CLI sets "cli" for the whole command
+# (`calling_interface`); library code in between needs no extra parameter.
+INTERFACES = ("api", "cli")
+_INTERFACE: contextvars.ContextVar[str] = contextvars.ContextVar("blockswap_interface", default="api")
+_WORDS = {"api": {"resume": "resume=True", "overwrite": "overwrite=True"},
+          "cli": {"resume": "--resume", "overwrite": "--overwrite"}}
+
+
+@contextlib.contextmanager
+def calling_interface(name: str) -> Iterator[None]:
+    """Within the block, folder refusals name the options of interface `name` ("api" or "cli")."""
+    if name not in INTERFACES:
+        raise BlockSwapError(f"unknown interface {name!r}; valid: {', '.join(INTERFACES)}")
+    token = _INTERFACE.set(name)
+    try:
+        yield
+    finally:
+        _INTERFACE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,12 @@ class RunFolder:
 
     def present(self, folder: Path) -> list[str]:
         return [name for name in self.results if (folder / name).exists()]
+
+
+def option(name: str) -> str:
+    """How the current caller says `name` ("resume", "overwrite"): ``resume=True`` from the API,
+    ``--resume`` from the CLI (see `calling_interface`)."""
+    return _WORDS[_INTERFACE.get()][name]
 
 
 def check_writable_folder(path: "str | Path", flag: str = "--out") -> Path:
@@ -65,17 +92,24 @@ def check_writable_folder(path: "str | Path", flag: str = "--out") -> Path:
 
 @contextlib.contextmanager
 def claim_folder(path: "str | Path", spec: RunFolder, *, resume: bool = False, overwrite: bool = False,
-                 enabled: bool = True) -> Iterator[Path]:
+                 enabled: bool = True, interface: str | None = None) -> Iterator[Path]:
     """Check, lock and guard the run folder `path` for the duration of the ``with`` block.
 
     `enabled=False` (data-parallel ranks other than 0, which write nothing) only yields the path.
+    `interface` ("api" or "cli"; default: the one set by `calling_interface`, else "api") picks
+    the words of a refusal: ``resume=True`` or ``--resume``.
     """
     path = Path(path).expanduser()
     if not enabled:
         yield path
         return
+    interface = interface or _INTERFACE.get()
+    if interface not in _WORDS:
+        raise BlockSwapError(f"unknown interface {interface!r}; valid: {', '.join(INTERFACES)}")
+    word = _WORDS[interface]
     if resume and overwrite:
-        raise BlockSwapError("--resume continues the run in the folder and --overwrite replaces it: give one")
+        raise BlockSwapError(f"{word['resume']} continues the run in the folder and {word['overwrite']} "
+                             "replaces it: give one")
     created = _missing_folders(path)
     check_writable_folder(path)
     try:
@@ -91,12 +125,12 @@ def claim_folder(path: "str | Path", spec: RunFolder, *, resume: bool = False, o
                 (path / name).unlink(missing_ok=True)
         elif present and not resume:
             raise BlockSwapError(
-                f"{str(path)!r} already holds a {spec.kind} ({', '.join(present)}); add --resume to continue "
-                "it, --overwrite to replace it, or choose another output folder")
+                f"{str(path)!r} already holds a {spec.kind} ({', '.join(present)}); add {word['resume']} to "
+                f"continue it, {word['overwrite']} to replace it, or choose another output folder")
         elif present and spec.anchor not in present:
             raise BlockSwapError(
                 f"cannot resume {str(path)!r}: it holds {', '.join(present)} of a {spec.kind} but not "
-                f"{spec.anchor}, which a resume continues from; add --overwrite to start the run again "
+                f"{spec.anchor}, which a resume continues from; add {word['overwrite']} to start the run again "
                 "(replacing those files) or choose another output folder")
         yield path
         wrote = True

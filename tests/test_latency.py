@@ -129,7 +129,7 @@ def test_measuring_writes_every_entry_and_resumes_without_timing_twice(tmp_path,
     expected = {(shape_key(s), b.name) for s in spec.slots(16) for b in cands if b.problem(s.c_in, s.c_out) is None}
     assert {(k, b) for k, row in table.blocks.items() for b in row} == expected
     assert len(calls) == len(expected) + 2  # + stem and head
-    with pytest.raises(BlockSwapError, match="exists; add --resume"):
+    with pytest.raises(BlockSwapError, match="exists; add resume=True"):
         measure_table("wrn-10-1", cands, out, input_size=16, protocol=protocol)
     calls.clear()
     more = parse_candidates("S,G(4),B(2),G(2)")

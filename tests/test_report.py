@@ -92,7 +92,7 @@ def test_runs_of_two_datasets_show_the_dataset_column(tmp_path):
     res = run_cli("report", "runs", str(tmp_path))
     assert res.returncode == 0, res.stderr
     header, _, *rows = res.stdout.splitlines()[:4]
-    assert header.split()[:5] == ["method", "[setting]", "data", "network", "genotype"]
+    assert header.split()[:4] == ["method", "data", "network", "genotype"]
     assert sorted(r.split()[3] for r in rows[:2]) == ["digits", "synthetic"]  # after "student (AT beta=1000)"
     single = run_cli("report", "runs", str(tmp_path / "digits"))
     assert "data" not in single.stdout.splitlines()[0].split()  # one dataset: no column

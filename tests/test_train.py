@@ -104,7 +104,7 @@ def test_step_schedule_and_refusals_to_clobber_or_mix_runs(tmp_path):
     cfg = _tiny("imagenet", epochs=2, step_epochs=1, batch_size=128)
     rec = train_model(cfg, "synthetic", tmp_path, MODEL, progress=False)
     assert [r["lr"] for r in rec["history"]] == pytest.approx([0.1, 0.01])
-    with pytest.raises(BlockSwapError, match="already holds a training run .*add --resume"):
+    with pytest.raises(BlockSwapError, match="already holds a training run .*add resume=True"):
         train_model(cfg, "synthetic", tmp_path, MODEL, progress=False)
     with pytest.raises(BlockSwapError, match="started with epochs=2, seed=0, now epochs=3, seed=1"):
         train_model(recipe("imagenet", **{**TINY, "batch_size": 128, "step_epochs": 1, "epochs": 3, "seed": 1}),

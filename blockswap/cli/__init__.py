@@ -15,6 +15,7 @@ import sqlite3
 import sys
 
 from ..errors import BlockSwapError, os_error
+from ..outdir import calling_interface
 
 # Modules that define `register(subparsers)`; listed here so `blockswap --help` shows them all.
 COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report", "experiment", "export", "benchmark",
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with calling_interface("cli"):  # folder refusals name --resume / --overwrite, not keywords
+            return int(args.func(args) or 0)
     except BlockSwapError as exc:
         print(f"blockswap: error: {exc}", file=sys.stderr)
         return 2

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export.speed import benchmark
+    from ..export.timing import format_ms, noisy_note
     from ..files import versions
 
     if args.threads is not None:
@@ -66,15 +67,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{machine['cpu']}; torch {machine['torch']}; {machine['threads']} threads; "
           f"{desc.input_size}x{desc.input_size} inputs; median of {args.repeats} after {args.warmup} warm-up")
-    teacher_ms = {(t.runtime, t.batch_size): t.seconds for t in timings if t.network == "teacher"}
+    teachers = {(t.runtime, t.batch_size): t for t in timings if t.network == "teacher"}
     rows = []
-    for t in timings:
-        vs = teacher_ms.get((t.runtime, t.batch_size))
+    for t in timings:  # a noisy timing (or a ratio to one) is shown as such, not as a speed
+        vs = teachers.get((t.runtime, t.batch_size))
+        ratio = "" if vs is None or t.network == "teacher" else \
+            "noisy" if t.noisy or vs.noisy else f"{vs.seconds / t.seconds:.2f}x"
         rows.append([t.network, format_count(costs[t.network]["params"]), format_count(costs[t.network]["macs"]),
-                     t.runtime, t.batch_size, f"{1e3 * t.seconds:.2f}", f"{t.images_per_second:.0f}",
-                     f"{t.spread:.0%}", "" if vs is None or t.network == "teacher" else f"{vs / t.seconds:.2f}x"])
-    print(format_table(rows, ["network", "params", "MACs", "runtime", "batch", "ms", "img/s", "spread",
-                              "vs teacher"], align="lrrlrrrrr"))
+                     t.runtime, t.batch_size, format_ms(t.seconds, t.spread),
+                     "-" if t.noisy else f"{t.images_per_second:.0f}", ratio])
+    print(format_table(rows, ["network", "params", "MACs", "runtime", "batch", "median +- spread", "img/s",
+                              "vs teacher"], align="lrrlrrrr"))
+    noisy = sum(t.noisy for t in timings)
+    if noisy:
+        print(noisy_note(noisy, len(timings), "rerun on an idle machine or with more --repeats"))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
@@ -24,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
     e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
     e.add_argument("--data", required=True, help=DATA_HELP)
+    e.add_argument("--input-size", type=positive, default=None,
+                   help="image side in pixels the data is resized to (default: the network's, e.g. 224 for a "
+                        "torchvision teacher)")
     e.add_argument("--batch-size", type=positive, default=500, help="images per step (default 500)")
     e.add_argument("--workers", type=non_negative, default=4, help="ImageNet loader processes (default 4)")
     e.add_argument("--device", default=None, help=DEVICE_HELP)
@@ -42,6 +46,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     net, desc = load_model(args.checkpoint, args.weights, device)
     dev = next(net.parameters()).device
+    if args.input_size is not None:  # the MACs shown are then those at this size
+        desc = dataclasses.replace(desc, input_size=args.input_size)
     split = load_split(args.data, "val", desc.input_size, dev, args.workers)
     if split.num_classes != desc.num_classes:
         raise BlockSwapError(f"{args.checkpoint!r} has {desc.num_classes} classes but {args.data} has "
@@ -49,6 +55,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise BlockSwapError(f"--batch-size must be positive, got {args.batch_size}")
     result = {"model": desc.text, "genotype": desc.genotype, **desc.cost(), "data": args.data,
+              "input_size": desc.input_size,
               **evaluate(net, split, batch_size=args.batch_size)}
     if args.json:
         print(dumps(result))

@@ -55,7 +55,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({desc.text}, {size}x{size} inputs, opset {info.opset}): {sum(info.nodes.values())} nodes, "
           f"{info.folded} batch norms folded into convolutions, {info.left} left (pre-activation)")
     if check:
+        from ..export.timing import format_ms, noisy_note
+
         for r in check["batches"]:
             print(f"  batch {r['batch_size']}: max |onnxruntime - torch| = {r['max_abs_diff']:.2e}; "
-                  f"torch {r['torch_ms']:.2f} ms, onnxruntime {r['onnxruntime_ms']:.2f} ms ({check['threads']} threads)")
+                  f"torch {format_ms(r['torch_ms'] / 1e3, r['torch_spread'])}, onnxruntime "
+                  f"{format_ms(r['onnxruntime_ms'] / 1e3, r['onnxruntime_spread'])} ({check['threads']} threads)")
+        noisy = sum(r["noisy"] for r in check["batches"])
+        if noisy:
+            print(noisy_note(noisy, len(check["batches"])))
     return 0

@@ -58,10 +58,9 @@ def run(args: argparse.Namespace) -> int:
     protocol = Protocol(args.batch_size, args.warmup, args.repeats)
     show = not (args.quiet or args.json)
     with progress(None, "timing blocks", "entry", enabled=show) as bar:
-        def tick(done, total):
+        def tick(done, total):  # through update: refresh() would draw every entry, unthrottled
             bar.total = total
-            bar.n = done
-            bar.refresh()
+            bar.update(done - bar.n)
 
         table = measure_table(spec.name, cands, args.out, input_size=args.input_size, protocol=protocol,
                               resume=args.resume, backend=args.backend, progress=tick)

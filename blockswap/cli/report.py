@@ -78,11 +78,14 @@ def run_runs_report(args: argparse.Namespace) -> int:
     # The dataset is a column only when the runs differ in it: rows of two datasets would
     # otherwise look like one setting with two results.
     data = len({g["data"] for g in groups}) > 1
-    rows = [[g["method"] + (f" [{g['setting']}]" if g["setting"] else ""), *([g["data"]] if data else []),
-             g["network"], _short(g["genotype"]), format_count(g["params"]), format_count(g["macs"]), g["runs"],
+    # What sets a group apart from its look-alikes gets its own column, only when some group has it.
+    differs = any(g["setting"] for g in groups)
+    rows = [[g["method"], *([g["setting"]] if differs else []), *([g["data"]] if data else []),
+             g["network"], _short(g["genotype"]), _params(g), format_count(g["macs"]), f"n={g['runs']}",
              _error(g, "top1"), _error(g, "top5")] for g in groups]
-    print(format_table(rows, ["method [setting]", *(["data"] if data else []), "network", "genotype", "params",
-                              "MACs", "runs", "top-1 err %", "top-5 err %"], align="l" * (4 + data) + "rrrr"))
+    print(format_table(rows, ["method", *(["differs in"] if differs else []), *(["data"] if data else []),
+                              "network", "genotype", "params", "MACs", "runs", "top-1 err %", "top-5 err %"],
+                       align="l" * (4 + differs + data) + "rrrr"))
     for g in groups:
         if g["repeats"]:
             print(f"note: {', '.join(g['repeats'])} repeat(s) a seed already in its group; counted once")
@@ -109,6 +112,13 @@ def _error(group: dict, which: str) -> str:
     mean = group[f"{which}_error"]
     std = group[f"{which}_std"]  # None for a single run
     return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" +- {std:.2f}")
+
+
+def _params(group: dict) -> str:
+    """A pruned network's non-zero parameters of its dense count, else its parameters."""
+    if group.get("nonzero_params"):
+        return f"{format_count(group['nonzero_params'])} of {format_count(group['params'])}"
+    return format_count(group["params"])
 
 
 def _short(text: str, width: int = 40) -> str:

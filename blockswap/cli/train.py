@@ -138,7 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
                    resume=args.resume, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # rank 0 of torchrun speaks
         nonzero = f", {format_count(record['nonzero_params'])} non-zero" if record.get("nonzero_params") else ""
-        print(f"{record['model']['name']} ({format_count(record['params'])} params{nonzero}, "
+        print(f"{record.get('role', 'network')} {record['model']['name']} ({format_count(record['params'])} params{nonzero}, "
               f"{format_count(record['macs'])} MACs): top-1 error {record['top1_error']:.2f}%, "
               f"top-5 error {record['top5_error']:.2f}%; record in {args.out}/record.json")
     return 0

@@ -29,6 +29,7 @@ from ..errors import BlockSwapError, choices
 from ..files import versions
 from ..nn.block import Block
 from ..nn.network import build_model
+from ..outdir import option
 from ..seeding import derive_seed, torch_seed
 from ..space.blocks import BlockType, parse_block
 from ..space.latency import LatencyTable, load_latency_table, shape_key
@@ -183,7 +184,8 @@ def _start(network: str, size: int, protocol: Protocol, backend: str, out: Path,
         raise BlockSwapError(f"--out {str(out)!r} is a folder; give the table's file name, "
                              f"e.g. {str(out / 'latency.json')!r}")
     if out.exists() and not resume:
-        raise BlockSwapError(f"{str(out)!r} exists; add --resume to complete that table or choose another --out")
+        raise BlockSwapError(f"{str(out)!r} exists; add {option('resume')} to complete that table or choose "
+                             "another output file")
     machine, threads = _machine(backend), torch.get_num_threads()
     if out.exists():
         table = load_latency_table(out)

@@ -31,7 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import BlockSwapError
 from ..files import atomic_write_bytes
-from .timing import eager_call, median_seconds, session_call
+from .timing import eager_call, is_noisy, median_seconds, session_call
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
@@ -167,7 +167,8 @@ def module_session(module: nn.Module, shape: Sequence[int], *, dynamic_batch: bo
 def verify_onnx(model: nn.Module, path: "str | Path", *, batch_sizes: Sequence[int] = (1, 8),
                 input_size: int | None = None, seed: int = 0, warmup: int = 3, repeats: int = 10) -> dict[str, Any]:
     """Run PyTorch (eval) and onnxruntime on the same seeded inputs: the largest absolute and
-    relative differences of the logits per batch size, and each runtime's median latency."""
+    relative differences of the logits per batch size, and each runtime's median latency with its
+    spread (``*_spread``; ``noisy``: either above `timing.NOISY_SPREAD`)."""
     size = _input_size(model, input_size)
     model = model.eval()
     session = ort_session(path)
@@ -179,10 +180,12 @@ def verify_onnx(model: nn.Module, path: "str | Path", *, batch_sizes: Sequence[i
             ref = model(x)
         got = torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
         diff = (got - ref).abs()
-        torch_s, _ = median_seconds(eager_call(model, x), warmup, repeats)
-        ort_s, _ = median_seconds(session_call(session, x), warmup, repeats)
+        torch_s, torch_spread = median_seconds(eager_call(model, x), warmup, repeats)
+        ort_s, ort_spread = median_seconds(session_call(session, x), warmup, repeats)
         rows.append({"batch_size": b, "max_abs_diff": float(diff.max()),
                      "max_rel_diff": float((diff / ref.abs().clamp_min(1e-6)).max()),
-                     "torch_ms": 1e3 * torch_s, "onnxruntime_ms": 1e3 * ort_s})
+                     "torch_ms": 1e3 * torch_s, "torch_spread": torch_spread,
+                     "onnxruntime_ms": 1e3 * ort_s, "onnxruntime_spread": ort_spread,
+                     "noisy": is_noisy(torch_spread) or is_noisy(ort_spread)})
     return {"path": str(path), "threads": torch.get_num_threads(), "batches": rows,
             "max_abs_diff": max(r["max_abs_diff"] for r in rows)}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError, choices
-from .timing import eager_call, median_seconds, session_call
+from .timing import eager_call, is_noisy, median_seconds, session_call
 
 RUNTIMES = ("torch", "torch-channels-last", "onnxruntime")
 
@@ -28,7 +28,11 @@ class Timing:
     runtime: str  # one of RUNTIMES
     batch_size: int
     seconds: float  # median latency of one batch
-    spread: float  # (max - min) / median over the repeats: how steady the machine was
+    spread: float  # interquartile range / median of the repeats (`timing.median_seconds`)
+
+    @property
+    def noisy(self) -> bool:  # spread above timing.NOISY_SPREAD: not a speed to report
+        return is_noisy(self.spread)
 
     @property
     def images_per_second(self) -> float:
@@ -36,7 +40,8 @@ class Timing:
 
     def to_dict(self) -> dict[str, Any]:
         return {"network": self.network, "runtime": self.runtime, "batch_size": self.batch_size,
-                "ms": 1e3 * self.seconds, "images_per_s": self.images_per_second, "spread": self.spread}
+                "ms": 1e3 * self.seconds, "images_per_s": self.images_per_second, "spread": self.spread,
+                "noisy": self.noisy}
 
 
 def benchmark(networks: dict[str, nn.Module], input_size: int, *, batch_sizes: Sequence[int] = (1, 64),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BlockSwapError
+from ..space.budget import format_count
 from ..train.checkpoint import RUN_RECORD
 from ..train.config import RUNTIME_FIELDS
 from .plots import pyplot, save_figure
@@ -54,9 +55,6 @@ def method(record: dict[str, Any]) -> str:
     return f"student ({', '.join(parts) or 'teacher unused'})"
 
 
-
-
-
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
     """Everything that shapes a run's result except its seed: runs with equal settings are
     repeats of one experiment, and only those are averaged."""
@@ -66,18 +64,51 @@ def _setting(record: dict[str, Any]) -> dict[str, Any]:
             "teacher": record.get("teacher"), "genotype": record.get("genotype"), **config}
 
 
+def _flat(setting: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`setting` with nested dicts spread into dotted keys (``model.prune_params``), so that a
+    difference names the one field that differs, not a whole JSON object."""
+    flat: dict[str, Any] = {}
+    for k, v in setting.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
 def _differences(settings: list[dict[str, Any]]) -> list[str]:
-    """The setting keys whose values are not the same in all of `settings`."""
-    keys = sorted({k for s in settings for k in s})
-    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    """The (dotted) setting keys whose values are not the same in all of `settings`; a teacher
+    that differs by source is named by its source alone (its fingerprint differs with it)."""
+    flats = [_flat(s) for s in settings]
+    keys = sorted({k for f in flats for k in f})
+    differs = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+    if "teacher.source" in differs or "teacher" in differs:
+        differs = [k for k in differs if not k.startswith("teacher.") or k == "teacher.source"]
+    return differs
 
 
-def _show(key: str, value: Any) -> str:
-    if key == "teacher" and isinstance(value, dict):
-        value = value.get("source")
-    elif isinstance(value, dict):
-        value = json.dumps(value, sort_keys=True)
-    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+def _show(key: str, value: Any, width: int = 24) -> str:
+    """``key=value`` short enough for a table cell: counts as 175.1K, long text cut."""
+    if isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        text = format_count(value)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    return f"{key}={text}"
+
+
+def _structure(record: dict[str, Any]) -> str:
+    """The network's blocks as a person reads them: the genotype (or 'all S'), and for a pruned
+    student how it was pruned and to how many non-zero parameters (paper Appendix C)."""
+    text = record.get("genotype") or "all S"
+    model = record.get("model") or {}
+    if model.get("prune"):
+        budget = model.get("prune_params")
+        text += f", {model['prune']}-pruned" + (f" to {format_count(budget)}" if budget else "")
+    return text
 
 
 def run_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,13 +122,13 @@ def run_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for rec in sorted(records, key=lambda r: r.get("_path", "")):
         groups.setdefault(json.dumps(_setting(rec), sort_keys=True), []).append(rec)
     label = {key: (method(recs[0]), recs[0].get("model", {}).get("name", "?"),
-                   recs[0].get("genotype") or "all S", recs[0].get("data", "?"))
+                   _structure(recs[0]), recs[0].get("data", "?"))
              for key, recs in groups.items()}
     out = []
     for key, recs in groups.items():
         siblings = [json.loads(k) for k in groups if label[k] == label[key]]
         differs = _differences(siblings)
-        setting = json.loads(key)
+        setting = _flat(json.loads(key))
         by_seed: dict[Any, dict[str, Any]] = {}
         repeats = []
         for r in recs:
@@ -116,7 +147,8 @@ def run_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         how, name, genotype, data = label[key]
         out.append({"method": how, "network": name, "genotype": genotype, "data": data,
                     "setting": ", ".join(_show(k, setting.get(k)) for k in differs),
-                    "params": runs[0].get("params"), "macs": runs[0].get("macs"), "runs": len(runs),
+                    "params": runs[0].get("params"), "nonzero_params": runs[0].get("nonzero_params"),
+                    "macs": runs[0].get("macs"), "runs": len(runs),
                     "seeds": sorted(r.get("seeds", {}).get("run") for r in runs), "repeats": repeats,
                     "top1_error": m1, "top1_std": s1, "top5_error": m5, "top5_std": s5})
     return sorted(out, key=lambda g: (g["data"], -(g["params"] or 0), g["method"], g["setting"]))

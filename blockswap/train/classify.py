@@ -204,7 +204,8 @@ class Classification:
 
     @staticmethod
     def summary(row: dict[str, Any]) -> str:
-        at = f" at {row['train_at_loss']:.4f}" if "train_at_loss" in row else ""
+        # "AT loss": the attention-transfer term of a student's loss (paper Sec. 3.2), included in "train loss".
+        at = f" (AT loss {row['train_at_loss']:.4f})" if "train_at_loss" in row else ""
         return (f"epoch {row['epoch']}: lr {row['lr']:.4g}  train loss {row['train_loss']:.4f}{at} "
                 f"err {row['train_top1_error']:.2f}%  val loss {row['val_loss']:.4f} "
                 f"top-1 err {row['val_top1_error']:.2f}% top-5 err {row['val_top5_error']:.2f}%  "

@@ -132,6 +132,12 @@ def _train_epoch(task: Any, epoch: int, dist: Distributed, show: bool, out: Path
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.detach().double() * n
         seen += n
+        # The postfix goes with the step's own update (refresh=False: no extra, unthrottled
+        # redraw); every step on the CPU, every 10th on a GPU, where .item() waits for it.
+        if show and (dev.type == "cpu" or step % 10 == 0 or step == steps - 1):
+            bar.set_postfix(loss=f"{(sums['loss'] / seen).item():.3f}",
+                            img_s=f"{seen.item() * dist.world_size / (time.perf_counter() - tick):.3g}",
+                            refresh=False)
         bar.update(1)
         # A diverged loss stops the run before its checkpoint; decided by all processes
         # together, so that no data-parallel rank waits for another forever.
@@ -139,9 +145,6 @@ def _train_epoch(task: Any, epoch: int, dist: Distributed, show: bool, out: Path
             total = dist.all_sum(sums["loss"].clone())
             check_finite({"train loss": float(total)}, epoch + 1, step + 1,
                          state.optimizer.param_groups[0]["lr"], out)
-        if show and (step % 10 == 0 or step == steps - 1):  # .item() syncs a GPU: not every step
-            bar.set_postfix(loss=f"{(sums['loss'] / seen).item():.3f}",
-                            img_s=f"{seen.item() * dist.world_size / (time.perf_counter() - tick):.3g}")
     bar.close()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
