@@ -53,7 +53,7 @@ def test_plots_are_real_png_files(runs, tmp_path):
 def test_search_report_ranks_by_the_signal_from_the_store(tmp_path):
     # The results file is the truth: an exported candidates.csv that disagrees (truncated, or
     # edited) must not change the ranking.
-    from blockswap.search import Candidate, ResultStore, SearchConfig
+    from blockswap.search import Candidate, ResultStore, ScoreRow, SearchConfig
 
     config = SearchConfig(model="wrn-10-1", budget="10k", samples=4, data="synthetic")
     scores = {0: 0.5, 1: 2.5, 2: None, 3: 1.5}
@@ -61,8 +61,7 @@ def test_search_report_ranks_by_the_signal_from_the_store(tmp_path):
         store.start(config, {"accepted": 4}, [Candidate(i, f"G({2 ** i}),S,S", 100 + i, 10 + i, 7) for i in scores])
         for i, value in scores.items():
             if value is not None:
-                store.add({"index": i, "stage": "full", "score": value, "signals": {"fisher": value},
-                           "per_block": [value], "seconds": 0.1})
+                store.add(ScoreRow(i, "full", value, {"fisher": value}, [value], 0.1))
     (tmp_path / "candidates.csv").write_text("index,genotype,params,macs,seed,fisher\n0,\"G(1),S,S\",100,10,7,9.9\n")
     table = search_table(tmp_path)
     assert [r["index"] for r in table.ranked()] == [1, 3, 0]  # highest first, unscored left out
