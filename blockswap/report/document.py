@@ -109,3 +109,46 @@ def plain(text: str) -> str:
     text = _CODE.sub(r"\1", text)
     text = _LINK.sub(r"\1", text)
     return _EM.sub(r"\1", _STRONG.sub(r"\1", text))
+
+
+def read_markdown(path: Path) -> tuple[str, list[str], list[Section]]:
+    """The title, intro and sections of a ``report.md`` that `write_markdown` wrote: the inverse,
+    so a committed report's HTML can be written again without its experiment store."""
+    title, intro, sections = "", [], []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    pending: list[str] = []  # a paragraph that may turn out to be the caption of the next table
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        text = sections[-1].text if sections else intro
+        if line.startswith("# ") and not title:
+            title = line[2:]
+        elif line.startswith("## "):
+            text += pending
+            pending = []
+            sections.append(Section(line[3:]))
+        elif line.startswith("|"):
+            headers = _row(line)
+            rows = []
+            i += 2  # past the header and the |---| line
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(_row(lines[i]))
+                i += 1
+            sections[-1].tables.append(Table(headers, rows, pending[-1] if pending else ""))
+            text += pending[:-1]
+            pending = []
+            continue
+        elif (m := re.fullmatch(r"!\[(.*)\]\(([^)\s]+)\)", line)) and sections:
+            text += pending
+            pending = []
+            sections[-1].images.append((m.group(2), m.group(1)))
+            i += 3  # past the blank line and the italic caption that repeats the alt text
+        elif line.strip():
+            pending.append(line)
+        i += 1
+    (sections[-1].text if sections else intro).extend(pending)
+    return title, intro, sections
+
+
+def _row(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
