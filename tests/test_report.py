@@ -53,7 +53,7 @@ def test_plots_are_real_png_files(runs, tmp_path):
 def test_search_report_ranks_by_the_signal_from_the_store(tmp_path):
     # The results file is the truth: an exported candidates.csv that disagrees (truncated, or
     # edited) must not change the ranking.
-    from blockswap.search import Candidate, ResultStore, SearchConfig
+    from blockswap.search import Candidate, ResultStore, ScoreRow, SearchConfig
 
     config = SearchConfig(model="wrn-10-1", budget="10k", samples=4, data="synthetic")
     scores = {0: 0.5, 1: 2.5, 2: None, 3: 1.5}
@@ -61,8 +61,7 @@ def test_search_report_ranks_by_the_signal_from_the_store(tmp_path):
         store.start(config, {"accepted": 4}, [Candidate(i, f"G({2 ** i}),S,S", 100 + i, 10 + i, 7) for i in scores])
         for i, value in scores.items():
             if value is not None:
-                store.add({"index": i, "stage": "full", "score": value, "signals": {"fisher": value},
-                           "per_block": [value], "seconds": 0.1})
+                store.add(ScoreRow(i, "full", value, {"fisher": value}, [value], 0.1))
     (tmp_path / "candidates.csv").write_text("index,genotype,params,macs,seed,fisher\n0,\"G(1),S,S\",100,10,7,9.9\n")
     table = search_table(tmp_path)
     assert [r["index"] for r in table.ranked()] == [1, 3, 0]  # highest first, unscored left out
@@ -96,3 +95,34 @@ def test_runs_of_two_datasets_show_the_dataset_column(tmp_path):
     assert sorted(r.split()[3] for r in rows[:2]) == ["digits", "synthetic"]  # after "student (AT beta=1000)"
     single = run_cli("report", "runs", str(tmp_path / "digits"))
     assert "data" not in single.stdout.splitlines()[0].split()  # one dataset: no column
+
+
+def test_html_renders_the_inline_markdown_of_reports():
+    from blockswap.report.document import _inline, plain
+
+    # Expected HTML written out by hand: code verbatim (escaped, no markup inside), strong,
+    # emphasis, links; arithmetic stars and G(N/16) left alone.
+    assert _inline("`BG(2,16),G(N/16)` **17.46** *n=3* [report](a/report.md) 2*3*4 <x>") == (
+        '<code>BG(2,16),G(N/16)</code> <strong>17.46</strong> <em>n=3</em> '
+        '<a href="a/report.md">report</a> 2*3*4 &lt;x&gt;')
+    assert _inline("`**not bold**`") == "<code>**not bold**</code>"
+    assert plain("`a` **b** [c](d)") == "a b c"
+
+
+def test_read_markdown_inverts_write_markdown(tmp_path):
+    from blockswap.report.document import Section, Table, read_markdown, write_markdown
+
+    sections = [Section("One", ["first `para`", "second"], [Table(["a", "b"], [["1", "`G(4)`"], ["-", "x"]], "cap")],
+                        [("f.png", "a figure")]),
+                Section("Two", ["only text"])]
+    write_markdown("T", ["intro one", "intro two"], sections, tmp_path / "r.md")
+    title, intro, read = read_markdown(tmp_path / "r.md")
+    assert (title, intro) == ("T", ["intro one", "intro two"])
+    assert [(s.title, s.text, s.images) for s in read] == [(s.title, s.text, s.images) for s in sections]
+    assert [(t.headers, t.rows, t.caption) for t in read[0].tables] == [(["a", "b"], [["1", "`G(4)`"], ["-", "x"]], "cap")]
+
+
+def test_count_text_names_counts_in_k_and_m():
+    from blockswap.report.figures import count_text
+
+    assert [count_text(x) for x in (7.5e6, 2e5, 999, 1.5e9)] == ["7.5M", "200K", "999", "1.5G"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -52,15 +53,15 @@ def write_html(title: str, intro: list[str], sections: list[Section], folder: Pa
         body.append(f'<h2 id="s{i}">{html.escape(s.title)}</h2>')
         body += [f"<p>{_inline(p)}</p>" for p in s.text]
         for t in s.tables:
-            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in t.headers)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>"
+            head = "".join(f"<th>{_inline(str(h))}</th>" for h in t.headers)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(_cell(c))}</td>" for c in row) + "</tr>"
                            for row in t.rows)
-            cap = f"<caption>{html.escape(t.caption)}</caption>" if t.caption else ""
+            cap = f"<caption>{_inline(t.caption)}</caption>" if t.caption else ""
             body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         for name, caption in s.images:
             data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            body.append(f'<figure><img alt="{html.escape(plain(caption))}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{_inline(caption)}</figcaption></figure>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -82,7 +83,72 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_STRONG = re.compile(r"\*\*(.+?)\*\*")
+_EM = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+
+
 def _inline(text: str) -> str:
-    """Escape, then render `code` spans."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    """The inline Markdown the reports use, as HTML: `code` (its content verbatim), **strong**,
+    *emphasis* and [links](target); everything else escaped."""
+    out = []
+    for i, part in enumerate(_CODE.split(text)):
+        if i % 2:  # inside backticks: no further markup
+            out.append(f"<code>{html.escape(part)}</code>")
+            continue
+        part = html.escape(part, quote=False)
+        part = _LINK.sub(lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', part)
+        part = _STRONG.sub(r"<strong>\1</strong>", part)
+        out.append(_EM.sub(r"<em>\1</em>", part))
+    return "".join(out)
+
+
+def plain(text: str) -> str:
+    """`text` without its inline Markdown (for attributes such as an image's alt text)."""
+    text = _CODE.sub(r"\1", text)
+    text = _LINK.sub(r"\1", text)
+    return _EM.sub(r"\1", _STRONG.sub(r"\1", text))
+
+
+def read_markdown(path: Path) -> tuple[str, list[str], list[Section]]:
+    """The title, intro and sections of a ``report.md`` that `write_markdown` wrote: the inverse,
+    so a committed report's HTML can be written again without its experiment store."""
+    title, intro, sections = "", [], []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    pending: list[str] = []  # a paragraph that may turn out to be the caption of the next table
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        text = sections[-1].text if sections else intro
+        if line.startswith("# ") and not title:
+            title = line[2:]
+        elif line.startswith("## "):
+            text += pending
+            pending = []
+            sections.append(Section(line[3:]))
+        elif line.startswith("|"):
+            headers = _row(line)
+            rows = []
+            i += 2  # past the header and the |---| line
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(_row(lines[i]))
+                i += 1
+            sections[-1].tables.append(Table(headers, rows, pending[-1] if pending else ""))
+            text += pending[:-1]
+            pending = []
+            continue
+        elif (m := re.fullmatch(r"!\[(.*)\]\(([^)\s]+)\)", line)) and sections:
+            text += pending
+            pending = []
+            sections[-1].images.append((m.group(2), m.group(1)))
+            i += 3  # past the blank line and the italic caption that repeats the alt text
+        elif line.strip():
+            pending.append(line)
+        i += 1
+    (sections[-1].text if sections else intro).extend(pending)
+    return title, intro, sections
+
+
+def _row(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]

@@ -19,9 +19,11 @@ COSTS = ("params", "macs")
 FAMILY_COLOURS = {"S": "#4c72b0", "G": "#dd8452", "B": "#55a868", "BG": "#c44e52", "GL": "#8172b3", "GS": "#937860"}
 _OTHER = "#8c8c8c"
 _MARKERS = "osD^vP*Xh<>"
+_DASHES = (":", "--", "-.", (0, (1, 3)), (0, (5, 2, 1, 2)))
 
 
-def _count(x: float, _pos: Any = None) -> str:
+def count_text(x: float, _pos: Any = None) -> str:
+    """A count as axis text: 1.2M, 200K, 7 (no '1e7' offset)."""
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
         if x >= div:
             return f"{x / div:g}{suffix}"
@@ -57,15 +59,17 @@ def error_vs_cost(rows: Sequence[dict[str, Any]], path: str | Path, cost: str = 
             ax.errorbar(xs, ys, yerr=yerr if any(yerr) else None, fmt=marker, color=colour, label=name,
                         mfc="none" if hollow else colour, ms=6 if not hollow else 7, capsize=2, lw=1,
                         alpha=0.6 if method == "random" and not hollow else 1.0)
-            front = pareto_front(list(zip(xs, ys)))
+            front = sorted(pareto_front(list(zip(xs, ys))), key=lambda i: xs[i])
             if len(front) > 1:
-                ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color=colour, lw=1,
+                # The front joined point to point in cost order: a step line would draw each error as a
+                # horizontal run up to the next cheaper-is-worse point, across the plot on a log axis.
+                ax.plot([xs[i] for i in front], [ys[i] for i in front], color=colour, lw=1,
                         ls="--" if hollow else "-", alpha=0.8)
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(_count))
+    ax.xaxis.set_major_formatter(FuncFormatter(count_text))
     low, high = ax.get_xlim()
     # Less than a decade wide, a log axis has no major tick to label: label the minor ones.
-    ax.xaxis.set_minor_formatter(FuncFormatter(_count if high / low < 10 else (lambda x, p: "")))
+    ax.xaxis.set_minor_formatter(FuncFormatter(count_text if high / low < 10 else (lambda x, p: "")))
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("non-zero parameters" if cost == "params" else "MACs per image")
     ax.set_ylabel("top-1 error (%)")
@@ -79,11 +83,11 @@ def error_vs_cost(rows: Sequence[dict[str, Any]], path: str | Path, cost: str = 
 def error_densities(random_errors: dict[str, list[float]], lines: dict[str, dict[str, float]],
                     path: str | Path) -> Path:
     """One panel per budget: the density of the random networks' final errors (filled, with a rug)
-    and each reference student's error as a dotted vertical line (paper Figure 2)."""
+    and each reference student's error as a vertical line: BlockSwap solid red, single-blocktype
+    students grey, one dash pattern each (paper Figure 2)."""
     plt = pyplot()
     budgets = list(random_errors) or ["-"]
     fig, axes = plt.subplots(1, len(budgets), figsize=(4.5 * len(budgets), 3.6), squeeze=False)
-    reds = plt.get_cmap("Reds")
     for ax, budget in zip(axes[0], budgets):
         errs = np.asarray(random_errors.get(budget, []), dtype=float)
         refs = lines.get(budget, {})
@@ -97,13 +101,18 @@ def error_densities(random_errors: dict[str, list[float]], lines: dict[str, dict
             ax.plot(grid, dens, color="#4c72b0", lw=1)
             top = float(dens.max()) if dens.max() > 0 else 1.0
             ax.plot(errs, np.full(errs.shape, -0.04 * top), "|", color="#4c72b0", ms=10)
-            for i, (name, err) in enumerate(sorted(refs.items(), key=lambda kv: kv[1])):
-                ax.axvline(err, color=reds(0.45 + 0.5 * i / max(1, len(refs) - 1)), ls=":", lw=2,
-                           label=f"{name} {err:.2f}")
+            singles = sorted((kv for kv in refs.items() if not kv[0].lower().startswith("blockswap")),
+                             key=lambda kv: kv[1])
+            for i, (name, err) in enumerate(singles):
+                # Single-blocktype students: thin grey lines of distinct dashes, names in the legend.
+                ax.axvline(err, color="0.35", ls=_DASHES[i % len(_DASHES)], lw=1.2, label=f"{name} {err:.2f}")
+            for name, err in sorted(kv for kv in refs.items() if kv not in singles):
+                ax.axvline(err, color="#c44e52", ls="-", lw=2.5, label=f"{name} {err:.2f}")
         ax.set_title(f"budget {budget}")
         ax.set_xlabel("top-1 error (%)")
         ax.set_yticks([])
-        ax.legend(fontsize=7)
+        # Legend under its panel, never over the density curve (each panel's lines differ).
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     axes[0][0].set_ylabel("density")
     return save_figure(fig, path)
 
@@ -132,7 +141,7 @@ def sensitivity_bars(positions: list[int], errors: list[float], params: list[int
 def _formatter():
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(_count)
+    return FuncFormatter(count_text)
 
 
 def _family(block: str) -> str:
@@ -141,30 +150,35 @@ def _family(block: str) -> str:
 
 def genotype_picture(blocks: list[str], costs: list[int], path: str | Path, title: str | None = None,
                      stage_of: list[int] | None = None) -> Path:
-    """The network as a row of blocks, coloured by family, height by parameter count (relative to
-    the largest), gaps between stages."""
+    """The network as a row of bars, one per block, coloured by family, height its parameter count
+    (on the y axis), gaps between stages."""
     from matplotlib.patches import Patch, Rectangle
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(blocks) + 1.5), 2.8))
-    biggest = max(costs) if costs else 1
     x = 0.0
     for i, (block, cost) in enumerate(zip(blocks, costs)):
         if stage_of is not None and i > 0 and stage_of[i] != stage_of[i - 1]:
             x += 0.4
-        h = 0.15 + 0.85 * math.sqrt(cost / biggest)
         colour = FAMILY_COLOURS.get(_family(block), _OTHER)
-        ax.add_patch(Rectangle((x, (1 - h) / 2), 0.9, h, color=colour, ec="k", lw=0.5))
-        ax.text(x + 0.45, -0.08, block, ha="center", va="top", rotation=60, fontsize=7)
+        ax.add_patch(Rectangle((x, 0), 0.9, cost, color=colour, ec="k", lw=0.5))
+        ax.text(x + 0.45, 0, block + " ", ha="right", va="top", rotation=60, fontsize=7,
+                rotation_mode="anchor", transform=ax.transData)
         x += 1.0
     ax.set_xlim(-0.2, x + 0.1)
-    ax.set_ylim(-0.9, 1.05)
-    ax.axis("off")
+    ax.set_ylim(0, 1.08 * (max(costs) if costs else 1))
+    # Bar height is the block's parameter count (Appendix D's pictures), on a labelled axis.
+    ax.yaxis.set_major_formatter(_formatter())
+    ax.set_ylabel("parameters", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xticks([])
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     used = [f for f in FAMILY_COLOURS if any(_family(b) == f for b in blocks)]
     others = sorted({_family(b) for b in blocks} - set(FAMILY_COLOURS))
     ax.legend(handles=[Patch(color=FAMILY_COLOURS[f], label=f) for f in used]
-              + [Patch(color=_OTHER, label=f) for f in others], loc="upper right", fontsize=7, ncol=4,
-              bbox_to_anchor=(1.0, 1.25))
+              + [Patch(color=_OTHER, label=f) for f in others], loc="upper left", fontsize=7,
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if title:
         ax.set_title(title, fontsize=9, loc="left")
     return save_figure(fig, path)
@@ -190,5 +204,7 @@ def block_frequencies(freqs: dict[str, dict[int, dict[str, float]]], path: str |
         if positions:
             ax.set_xticks(positions)
     axes[0][0].set_ylabel("fraction of networks")
-    axes[0][-1].legend(fontsize=7)
+    # Beside the last panel: the bars fill each panel to 1, so any legend inside covers them.
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, title="family",
+                       title_fontsize=7)
     return save_figure(fig, path)

@@ -60,5 +60,5 @@ def _label(detail) -> str:
 
 METHODS.add("blockswap", Method(
     "blockswap", per_budget(_students), _label, rank=0, options=BlockSwapOptions, searches=_searches,
-    pick=_pick, order=lambda d: (-d["best_of"],), series=lambda d: f"blockswap {d.get('candidates') or ''}".strip(),
+    pick=_pick, order=lambda d: (-d["best_of"],), series=lambda d: f"BlockSwap, {d['candidates']} blocks" if d.get("candidates") else "BlockSwap",
     summary="the best Fisher potential of the first n samples of one search"))

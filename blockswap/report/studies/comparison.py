@@ -82,7 +82,8 @@ def comparison(ctx: Context) -> Section:
             error_vs_cost(points, out / f"error_vs_{cost}.png", cost=cost, paper_rows=paper_rows,
                           title=f"{spec.name}: error against {cost}")
             images.append((f"error_vs_{cost}.png", f"Top-1 error against {'non-zero parameters' if cost == 'params' else 'MACs'} "
-                           "with each method's Pareto front (paper Figure 3); random networks one point each"))
+                           "with each method's Pareto front (paper Figure 3)"
+                           + ("; random networks one point each" if any(p["method"] == "random" for p in points) else "")))
     text = ["Students at each budget (paper Table 2 and Appendix C). BlockSwap: the best Fisher potential of "
             "the first n samples of one search; random: networks drawn uniformly from the budget window, each "
             "trained once; single: every block one type (Moonshine), the types whose network cost lies nearest "

@@ -36,7 +36,7 @@ def densities(ctx: Context) -> Section:
             rows.append([key, name, f"{e:.2f}", f"{mean:.2f} +- {std or 0:.2f}", f"{below} of {len(errs)}"])
     return Section("Single vs random mixed blocktypes (Figure 2)",
                    ["Final errors of the random mixed-blocktype networks (densities) against the single-blocktype "
-                    "and BlockSwap students of the same budget (dotted lines). The last column counts random networks "
+                    "and BlockSwap students of the same budget (vertical lines: BlockSwap solid red, single-blocktype grey dashed). The last column counts random networks "
                     "that beat each line."],
                    [Table(["budget", "student", "error %", "random networks: mean +- std %", "random below it"], rows)],
                    [("densities.png", "Final error of random mixed-blocktype networks per budget (paper Figure 2)")])

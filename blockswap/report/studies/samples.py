@@ -28,7 +28,7 @@ def samples(ctx: Context) -> Section:
             rows.append([budget_text(b), n, f"{e:.2f}", "best Fisher of the first n trained random networks"])
     return Section("Samples needed (Sec. 4.3)",
                    ["The final error of the best-ranked network (highest Fisher potential) among the first n "
-                    "samples. The paper's own figures for this study are not in the text we hold."],
+                    "samples. The paper's own figures for this study are not transcribed into experiments/paper.json."],
                    [Table(["budget", "samples n", "top-1 error %", "from"], rows)])
 
 
