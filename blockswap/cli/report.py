@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--top-k", type=positive, default=10, help="best candidates to show (default 10)")
     deprecated_alias(s, "--top", "--top-k", "top_k", type=positive)
     s.add_argument("--plot", default=None, help="write a plot to this file (.png, .pdf, .svg)")
-    s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot")
+    s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot (default params)")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     s.set_defaults(func=run_search_report)
 

@@ -27,9 +27,11 @@ from .common import (CLASSIFICATION_DATA_HELP, DEVICE_HELP, LOADER_WORKERS, OVER
 _TYPES = {"float": float, "str": str}
 _MAY_BE_ZERO = frozenset({"seed", "crop_pad", "cutout", "workers"})  # integer settings where 0 means something
 # Flag names that differ from the field name (issue 20: one name per meaning across commands):
-# torchvision's --lr-steps/--lr-gamma as `train detector`; --loader-workers, not --workers.
-_FLAGS = {"step_epochs": "--lr-steps", "step_gamma": "--lr-gamma", "workers": "--loader-workers"}
-_OLD_FLAGS = {"step_epochs": "--step-epochs", "step_gamma": "--step-gamma"}  # deprecated, one version
+# --lr-gamma as torchvision's (and `train detector`'s); --loader-workers, not --workers. The
+# period --step-epochs keeps its name: `train detector`'s --lr-steps are milestones (16,22), a
+# different value, and one name must not take both.
+_FLAGS = {"step_gamma": "--lr-gamma", "workers": "--loader-workers"}
+_OLD_FLAGS = {"step_gamma": "--step-gamma"}  # deprecated spellings, kept for one version
 _STUDENT_ONLY = frozenset({"beta", "kd_weight", "kd_temperature"})  # distillation: no teacher to distil from
 
 
