@@ -227,7 +227,7 @@ def test_cli_search_train_evaluate_detection(tmp_path):
     assert abs(found["params"] - gn) <= 0.025 * gn and found["network"] == "resnet18"
     assert found["params"] == network_cost(network_spec("resnet18").backbone(), found["best"], 64).params
     common = ("--data", f"coco:{data}", "--epochs", "1", "--batch-size", "2", "--min-size", "64",
-              "--rois-per-image", "16", "--workers", "0", "--quiet")
+              "--rois-per-image", "16", "--decode-workers", "0", "--quiet")
     res = run_cli("train", "detector", "--genotype", str(tmp_path / "s" / "winner.json"), "--out",
                   str(tmp_path / "d"), *common)
     assert res.returncode == 0, res.stderr
@@ -261,7 +261,7 @@ def test_detector_trains_data_parallel_under_torchrun(coco, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "blockswap", "train", "detector", "--model", "resnet18", "--genotype", "uniform:G(N)",
          "--data", f"coco:{coco}", "--out", str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "2",
-         "--min-size", "64", "--rois-per-image", "16", "--workers", "0", "--quiet"],
+         "--min-size", "64", "--rois-per-image", "16", "--decode-workers", "0", "--quiet"],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     record = json.loads((tmp_path / "ddp" / "record.json").read_text())
@@ -340,7 +340,7 @@ def test_detector_config_names_the_bad_field(field, value, message):
 def test_detector_cli_refuses_bad_settings_and_a_three_stage_backbone_in_one_line(coco, tmp_path, capsys):
     from blockswap.cli import main
 
-    base = ["train", "detector", "--data", f"coco:{coco}", "--out", str(tmp_path / "o"), "--workers", "0"]
+    base = ["train", "detector", "--data", f"coco:{coco}", "--out", str(tmp_path / "o"), "--decode-workers", "0"]
     for extra, msg in [
         (["--genotype", "uniform:G(N)", "--momentum", "-1"], "momentum must be a number in [0, 1), got -1.0"),
         (["--genotype", "uniform:G(N)", "--weight-decay", "-1"], "weight_decay must be a number >= 0, got -1.0"),
@@ -361,7 +361,7 @@ def test_cli_train_detector_with_progress_on_prints_each_epoch(coco, tmp_path):
     """`blockswap train detector` as the README shows it: no --quiet."""
     res = run_cli("train", "detector", "--model", "resnet18", "--genotype", "uniform:G(N)", "--data", f"coco:{coco}",
                   "--out", str(tmp_path / "d"), "--epochs", "2", "--batch-size", "3", "--min-size", "64",
-                  "--rois-per-image", "16", "--workers", "0", "--warmup-iters", "1", "--eval-batch-size", "3")
+                  "--rois-per-image", "16", "--decode-workers", "0", "--warmup-iters", "1", "--eval-batch-size", "3")
     assert res.returncode == 0, res.stderr[-3000:]
     history = json.loads((tmp_path / "d" / "record.json").read_text())["history"]
     for row in history:

@@ -296,7 +296,7 @@ def test_files_get_the_mode_open_would_give_them(tmp_path):
 
 
 def test_counts_on_the_command_line_must_be_positive(search_dir):
-    one_line_error(run_cli("report", "search", str(search_dir), "--top", "-3"), "--top", ">= 1")
+    one_line_error(run_cli("report", "search", str(search_dir), "--top-k", "-3"), "--top-k", ">= 1")
     one_line_error(run_cli("search", "--data", "synthetic", "--out", "x", "--samples", "0"), "--samples")
 
 

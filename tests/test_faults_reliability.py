@@ -313,7 +313,7 @@ def test_workers_die_quietly_when_signalled_during_start_up(tmp_path, how):
 
     cmd = [sys.executable, "-m", "blockswap", "search", "--model", "wrn-10-1", "--budget", "40k", "--tolerance",
            "0.2", "--data", "synthetic", "--batch-size", "8", "--input-size", "16", "--samples", "4",
-           "--executor", "process", "--workers", "2", "--out", str(tmp_path / "s"), "--quiet"]
+           "--executor", "process", "--score-workers", "2", "--out", str(tmp_path / "s"), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)

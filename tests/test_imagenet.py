@@ -58,7 +58,7 @@ def test_resnet34_student_of_a_torchvision_teacher_searches_trains_resumes_and_e
     assert [r["train_at_loss"] for r in resumed["history"]] == [r["train_at_loss"] for r in whole["history"]]
     assert whole["history"][0]["train_at_loss"] > 0  # attention transfer at the stage outputs is on
 
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "cut"), "--data", data, "--workers", "0", "--json"]) == 0
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "cut"), "--data", data, "--loader-workers", "0", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     # By hand: resize 73 (8/7 of 64), centre crop 64, the network's top-1 and top-5 over the 12 images.
     x, y = next(load_split(data, "val", 64, workers=0).batches(12))

@@ -86,7 +86,7 @@ def test_resnet50_student_searches_and_trains_on_imagenet_folders(tmp_path):
     assert winner["network"] == "torchvision:resnet50"
     assert main(["train", "student", "--teacher", "torchvision:resnet50", "--teacher-weights", str(weights),
                  "--genotype", str(tmp_path / "search" / "winner.json"), "--data", data, "--input-size", "64",
-                 "--epochs", "1", "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "student"),
+                 "--epochs", "1", "--batch-size", "4", "--loader-workers", "0", "--out", str(tmp_path / "student"),
                  "--quiet"]) == 0
     record = json.loads((tmp_path / "student" / "record.json").read_text())
     assert record["model"]["name"] == "torchvision:resnet50" and record["teacher"]["model"]["num_classes"] == 3

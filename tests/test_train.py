@@ -268,7 +268,7 @@ def test_imagenet_folders_train_with_the_imagenet_recipe(tmp_path):
 
     assert main(["train", "teacher", "--model", "wrn-10-1", "--data", f"imagenet:{tmp_path / 'inet'}",
                  "--out", str(tmp_path / "run"), "--input-size", "16", "--epochs", "1",
-                 "--batch-size", "6", "--workers", "0", "--quiet"]) == 0
+                 "--batch-size", "6", "--loader-workers", "0", "--quiet"]) == 0
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["config"]["recipe"] == "imagenet" and record["model"]["num_classes"] == 3
     assert record["history"][0]["train_images"] == 12

@@ -23,7 +23,14 @@ COMMAND_MODULES = ("blocks", "cost", "search", "train", "evaluate", "report", "e
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line, like every other error (``--help`` shows the usage)."""
+    """Usage errors as one line, like every other error (``--help`` shows the usage). No
+    abbreviations: ``--sample 5`` is refused, not read as ``--samples 5`` (a later flag
+    starting the same way would silently change its meaning). Subcommand parsers are made
+    by `add_parser` with this class, so the rule holds for all of them."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"blockswap: error: {message} (see {self.prog} --help)\n")

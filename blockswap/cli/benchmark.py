@@ -12,7 +12,7 @@ from ..files import cpu_model, dumps
 from ..report.table import format_table
 from ..space.budget import format_count
 from ..space.refs import is_torchvision
-from .common import integers, network_from_args, positive
+from .common import TORCHVISION_WEIGHTS_HELP, integers, network_from_args, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genotype", default=None, help="genotype of the untrained network (file, reference:NAME or text)")
     p.add_argument("--teacher", default=None,
                    help="teacher run folder or torchvision:NAME (default: the student's recorded teacher, if any)")
-    p.add_argument("--teacher-weights", default=None, help="local weights file for a torchvision:NAME teacher")
+    p.add_argument("--teacher-weights", default=None, help="with --teacher torchvision:NAME: " + TORCHVISION_WEIGHTS_HELP)
     p.add_argument("--no-teacher", action="store_true", help="time the student alone")
     p.add_argument("--batch-sizes", type=integers(1), default=(1, 64), help="comma-separated batch sizes (default 1,64)")
     p.add_argument("--runtimes", default="torch,torch-channels-last,onnxruntime",
                    help="comma-separated: torch, torch-channels-last, onnxruntime (default all)")
-    p.add_argument("--repeats", type=positive, default=10, help="timed runs per measurement; the median is shown")
+    p.add_argument("--repeats", type=positive, default=10, help="timed runs per measurement; the median is shown (default 10)")
     p.add_argument("--warmup", type=positive, default=3, help="untimed runs first (default 3)")
     p.add_argument("--threads", type=positive, default=None, help="CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable
 
 from ..data.spec import DATASETS
+from ..devices import usable_cpus
 
 # Generated from the dataset table (data/spec.py): a new entry there shows here.
 DATA_HELP = "; ".join(f"{e.form}: {e.help}" for e in DATASETS.values())
-DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present)"
+# Classification commands (train teacher/student): the detection-only entries left out.
+CLASSIFICATION_DATA_HELP = "; ".join(f"{e.form}: {e.help}" for e in DATASETS.values()
+                                     if e.task == "classification")
+DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present, else cpu)"
+TORCHVISION_WEIGHTS_HELP = ("local weights file (state dict) of a torchvision:NAME network, e.g. "
+                            "resnet34-b627a593.pth; nothing is downloaded (default: none)")
+QUIET_HELP = "print nothing but errors (and --json's object): no progress, notes or summary"
+# Loader processes for ImageNet folders: one per usable core, at most 4 (each holds decoded
+# images); on 2 cores PyTorch warns above 2.
+LOADER_WORKERS = max(0, min(4, usable_cpus()))
+
+
+def default_device(device: str | None) -> str:
+    """The one --device rule of every command: the given device, else cuda if present, else cpu."""
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Deprecated(argparse.Action):
+    """An old spelling kept for one version: stores into the new flag's dest and says so once,
+    as one line on stderr. Register with ``deprecated_alias(parser, "--old", "--new", dest)``."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated, use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(parser, old: str, new: str, dest: str, **kwargs) -> None:
+    """`old` as a hidden alias of `new` (same dest and type); help is suppressed."""
+    parser.add_argument(old, dest=dest, action=Deprecated, new=new, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS, **kwargs)
 OVERWRITE_HELP = "delete the results already in --out and start again (default: refuse such a folder)"
 
 

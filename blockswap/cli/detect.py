@@ -13,7 +13,7 @@ from ..errors import BlockSwapError
 from ..files import dumps
 from ..report.table import format_table
 from ..space.budget import format_count
-from .common import DEVICE_HELP, OVERWRITE_HELP, non_negative, positive
+from .common import DEVICE_HELP, LOADER_WORKERS, OVERWRITE_HELP, QUIET_HELP, default_device, non_negative, positive
 
 COCO_HELP = "coco:PATH, a folder with annotations/instances_{train,val}2017.json and {train,val}2017/"
 _D = None  # DetectorConfig(), imported lazily (torchvision's detection models load slowly)
@@ -42,28 +42,30 @@ def register_train(roles: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--device", default=None, help=DEVICE_HELP)
-    p.add_argument("--threads", type=positive, default=None, help="CPU threads for torch")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--threads", type=positive, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     g = p.add_argument_group("training settings (default: torchvision's Mask R-CNN reference)")
-    g.add_argument("--epochs", type=positive, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--epochs", type=positive, default=d.epochs, help=f"passes over the training set (default {d.epochs})")
     g.add_argument("--batch-size", type=positive, default=d.batch_size, help=f"global minibatch (default {d.batch_size})")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr} (for 16 images)")
-    g.add_argument("--momentum", type=float, default=d.momentum, help=f"default {d.momentum}")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr}, for 16 images)")
+    g.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"L2 weight decay (default {d.weight_decay})")
     g.add_argument("--lr-steps", default=",".join(map(str, d.lr_steps)),
-                   help="epochs after which the rate drops by --lr-gamma (default 16,22)")
-    g.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help=f"default {d.lr_gamma}")
-    g.add_argument("--warmup-iters", type=non_negative, default=d.warmup_iters, help=f"default {d.warmup_iters}")
-    g.add_argument("--warmup-factor", type=float, default=d.warmup_factor, help=f"default {d.warmup_factor}")
+                   help="epochs after which the rate drops by --lr-gamma, comma-separated (default "
+                        + ",".join(map(str, d.lr_steps)) + ")")
+    g.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help=f"factor of each learning-rate drop (default {d.lr_gamma})")
+    g.add_argument("--warmup-iters", type=non_negative, default=d.warmup_iters, help=f"iterations of linear learning-rate warm-up (default {d.warmup_iters})")
+    g.add_argument("--warmup-factor", type=float, default=d.warmup_factor, help=f"learning-rate factor at the start of the warm-up (default {d.warmup_factor})")
     g.add_argument("--min-size", type=positive, default=d.min_size, help=f"shorter image side (default {d.min_size})")
     g.add_argument("--max-size", type=positive, default=None, help="longer side at most (default 1333/800 of --min-size)")
     g.add_argument("--rois-per-image", type=positive, default=d.rois_per_image,
                    help=f"RoIs sampled per image for the box head (default {d.rois_per_image})")
     g.add_argument("--hflip", type=float, default=d.hflip, help=f"horizontal flip probability (default {d.hflip})")
-    g.add_argument("--skip-bad-boxes", action="store_true", help="leave degenerate boxes out instead of refusing the data")
+    g.add_argument("--skip-bad-boxes", action="store_true", help="leave degenerate boxes out instead of refusing the data (default: refuse)")
     g.add_argument("--seed", type=non_negative, default=d.seed, help=f"run seed (default {d.seed})")
-    g.add_argument("--workers", type=non_negative, default=d.workers, help=f"image-decoding processes (default {d.workers})")
-    g.add_argument("--eval-batch-size", type=positive, default=d.eval_batch_size, help=f"default {d.eval_batch_size}")
+    g.add_argument("--decode-workers", dest="workers", type=non_negative, default=LOADER_WORKERS,
+                   help=f"image-decoding processes (default: one per usable core, at most 4, here {LOADER_WORKERS})")
+    g.add_argument("--eval-batch-size", type=positive, default=d.eval_batch_size, help=f"images per evaluation step (default {d.eval_batch_size})")
     p.set_defaults(func=run_train_detector)
 
 
@@ -95,7 +97,7 @@ def run_train_detector(args: argparse.Namespace) -> int:
     geno = load_genotype(args.genotype, network)
     record = train_detector(cfg, args.data, args.out, network=network, genotype=geno, resume=args.resume,
                             overwrite=args.overwrite, device=args.device, progress=not args.quiet)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0 and not args.quiet:
         print(f"{network} backbone ({format_count(record['backbone_params'])} params, "
               f"{format_count(record['backbone_macs'])} MACs at {cfg.min_size}px; detector "
               f"{format_count(record['detector_params'])}): box AP {_pct(record.get('bbox_AP'))}, "
@@ -114,14 +116,14 @@ def run_evaluate_detection(args: argparse.Namespace) -> int:
     from ..train.coco_eval import evaluate_detector
     from ..train.detector import backbone_cost, load_detector
 
-    if args.weights is not None:
-        raise BlockSwapError("--weights goes with a torchvision:NAME classifier; a detector checkpoint holds its weights")
+    if args.teacher_weights is not None:
+        raise BlockSwapError("--teacher-weights goes with a torchvision:NAME classifier; a detector checkpoint holds its weights")
     data = parse_data(args.data)
     if data.task != "detection":
         raise BlockSwapError(f"--task detection evaluates on COCO-layout data (coco:PATH), not {data}")
-    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(default_device(args.device))
     model, state = load_detector(args.checkpoint, device)
-    split = CocoSplit(data.path, "val", device, args.workers, training=False)
+    split = CocoSplit(data.path, "val", device, args.loader_workers, training=False)
     desc = state["model"]
     if split.num_classes != desc["num_classes"]:
         raise BlockSwapError(f"{args.checkpoint!r} detects {desc['num_classes'] - 1} categories but {data} has "
@@ -155,7 +157,7 @@ def register_make_digits_coco(what: argparse._SubParsersAction) -> None:
     m.add_argument("--min-digit", type=positive, default=d.min_digit, help=f"smallest digit side (default {d.min_digit})")
     m.add_argument("--max-digit", type=positive, default=d.max_digit, help=f"largest digit side (default {d.max_digit})")
     m.add_argument("--max-digits", type=positive, default=d.max_digits, help=f"digits per image, at most (default {d.max_digits})")
-    m.add_argument("--seed", type=non_negative, default=d.seed, help=f"default {d.seed}")
+    m.add_argument("--seed", type=non_negative, default=d.seed, help=f"seed of the drawn canvases (default {d.seed})")
     m.set_defaults(func=run_make_digits_coco)
 
 

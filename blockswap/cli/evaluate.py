@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import torch
-
 from ..devices import check_device
 from ..files import dumps
 from ..data.load import load_split
@@ -14,7 +12,8 @@ from ..errors import BlockSwapError
 from ..report.table import format_table
 from ..space.budget import format_count
 from ..train import evaluate, load_model
-from .common import DATA_HELP, DEVICE_HELP, non_negative, positive
+from .common import (DATA_HELP, DEVICE_HELP, LOADER_WORKERS, TORCHVISION_WEIGHTS_HELP, default_device, deprecated_alias,
+                     non_negative, positive)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "validation split of --data.")
     e.add_argument("--checkpoint", required=True,
                    help="checkpoint file or run folder from 'blockswap train', or torchvision:resnet34")
-    e.add_argument("--weights", default=None, help="local weights file for a torchvision:NAME checkpoint")
+    e.add_argument("--teacher-weights", default=None, help="with --checkpoint torchvision:NAME: " + TORCHVISION_WEIGHTS_HELP)
+    deprecated_alias(e, "--weights", "--teacher-weights", "teacher_weights")
     e.add_argument("--data", required=True, help=DATA_HELP)
     e.add_argument("--input-size", type=positive, default=None,
                    help="image side in pixels the data is resized to (default: the network's, e.g. 224 for a "
                         "torchvision teacher)")
     e.add_argument("--batch-size", type=positive, default=500, help="images per step (default 500)")
-    e.add_argument("--workers", type=non_negative, default=4, help="ImageNet loader processes (default 4)")
+    e.add_argument("--loader-workers", type=non_negative, default=LOADER_WORKERS,
+                   help=f"ImageNet (and COCO) loader processes (default: one per usable core, at most 4, here "
+                        f"{LOADER_WORKERS})")
     e.add_argument("--device", default=None, help=DEVICE_HELP)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--task", choices=("classification", "detection"), default="classification",
@@ -43,12 +45,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from .detect import run_evaluate_detection
 
         return run_evaluate_detection(args)
-    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
-    net, desc = load_model(args.checkpoint, args.weights, device)
+    device = check_device(default_device(args.device))
+    net, desc = load_model(args.checkpoint, args.teacher_weights, device)
     dev = next(net.parameters()).device
     if args.input_size is not None:  # the MACs shown are then those at this size
         desc = dataclasses.replace(desc, input_size=args.input_size)
-    split = load_split(args.data, "val", desc.input_size, dev, args.workers)
+    split = load_split(args.data, "val", desc.input_size, dev, args.loader_workers)
     if split.num_classes != desc.num_classes:
         raise BlockSwapError(f"{args.checkpoint!r} has {desc.num_classes} classes but {args.data} has "
                              f"{split.num_classes}")

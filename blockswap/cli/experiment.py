@@ -7,7 +7,7 @@ import sys
 
 from ..experiments import METHODS, ExperimentOptions, load_experiment, presets, run_experiment
 from ..files import dumps
-from .common import positive
+from .common import DEVICE_HELP, OVERWRITE_HELP, QUIET_HELP, TORCHVISION_WEIGHTS_HELP, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,18 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", help="experiment TOML file or preset name")
     p.add_argument("--out", required=True, help="experiment folder: experiment.sqlite and runs/")
     p.add_argument("--data", default=None, help="replace the file's data (e.g. cifar10:/data/cifar10)")
-    p.add_argument("--teacher-weights", default=None, help="replace the file's teacher_weights (torchvision teachers)")
+    p.add_argument("--teacher-weights", default=None,
+                   help="replace the file's teacher_weights: " + TORCHVISION_WEIGHTS_HELP)
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: one run after another in this process; ray: Ray tasks (default local)")
     p.add_argument("--address", default=None, help="Ray cluster address (auto, host:6379); default: a local Ray")
     p.add_argument("--cpus-per-run", type=positive, default=1, help="Ray: CPUs (torch threads) per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs per run (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--threads", type=positive, default=None, help="local: torch threads (default: torch's choice)")
     p.add_argument("--limit", type=positive, default=None, help="run at most N runs now, then stop (resume later)")
-    p.add_argument("--overwrite", action="store_true", help="delete the results in --out and start again")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--dry-run", action="store_true", help="make every check a run makes, list the runs and their status; run nothing")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)
 
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
                "failed": result.failed, "seconds": result.seconds}
     if args.json:
         print(dumps(summary))
+    elif args.quiet:  # failures still reach stderr: they are errors
+        for key, error in result.failed.items():
+            print(f"  failed {key}: {error}", file=sys.stderr)
     else:
         print(f"experiment {spec.name}: {result.done} of {result.total} runs done ({result.ran_now} now, "
               f"{result.seconds:.0f} s); results in {str(result.out / 'experiment.sqlite')!r}")

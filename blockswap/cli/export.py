@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BlockSwapError, choices
 from ..files import dumps
-from .common import network_from_args, positive
+from .common import TORCHVISION_WEIGHTS_HELP, deprecated_alias, network_from_args, positive
 
 FORMATS = ("onnx",)
 
@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "norms that follow a convolution folded into it. --verify runs PyTorch and "
                                    "onnxruntime on the same inputs and prints the difference and both latencies.")
     p.add_argument("--checkpoint", default=None, help="run folder or checkpoint from 'blockswap train', or torchvision:NAME")
-    p.add_argument("--weights", default=None, help="local weights file for torchvision:NAME")
+    p.add_argument("--teacher-weights", default=None, help="with --checkpoint torchvision:NAME: " + TORCHVISION_WEIGHTS_HELP)
+    deprecated_alias(p, "--weights", "--teacher-weights", "teacher_weights")
     p.add_argument("--model", default=None, help="or an untrained network (seeded weights): wrn-40-2, ...")
     p.add_argument("--genotype", default=None, help="genotype of the untrained network (file, reference:NAME or text)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise BlockSwapError(f"--out {args.out!r} is a folder; give a file name such as {str(out / 'model.onnx')!r}")
     if out.suffix.lower() != ".onnx":
         raise BlockSwapError(f"--out {args.out!r} should end in .onnx")
-    net, desc = network_from_args(args.checkpoint, args.weights, args.model, args.genotype, args.input_size)
+    net, desc = network_from_args(args.checkpoint, args.teacher_weights, args.model, args.genotype, args.input_size)
     size = args.input_size or desc.input_size
     info = export_onnx(net, out, input_size=size, opset=args.opset, fold_bn=args.fold_bn)
     check = verify_onnx(net, out, input_size=size) if args.verify else None

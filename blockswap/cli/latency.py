@@ -14,7 +14,7 @@ from ..progress import progress
 from ..report.table import format_table
 from ..space.blocks import parse_candidates
 from ..space.networks import network_spec
-from .common import non_negative, positive
+from .common import QUIET_HELP, non_negative, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="network whose blocks are timed, e.g. wrn-40-2")
     p.add_argument("--candidates", default=None, help="comma-separated block types (default: the paper's 23)")
     p.add_argument("--out", required=True, help="the table file to write (JSON)")
-    p.add_argument("--device", default="cpu", help="cpu (the only device timed so far)")
+    # The one exception to "cuda if present": a table is timed on the CPU only so far.
+    p.add_argument("--device", default="cpu", help="cpu, the only device timed so far (default cpu)")
     p.add_argument("--backend", default="torch",
                    help="torch (eager, inference mode) or onnxruntime (each block exported to ONNX) (default torch)")
     p.add_argument("--batch-size", type=positive, default=1, help="images per call (default 1)")
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time N random whole networks, report the prediction error and fit the offset")
     p.add_argument("--seed", type=non_negative, default=0, help="seed of the validation genotypes (default 0)")
     p.add_argument("--resume", action="store_true", help="complete the table in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             table, figures = validate_table(table, cands, args.validate, args.seed, protocol=protocol,
                                             progress=lambda done, total: bar.update(1))
         table.save(args.out)
+    if args.quiet and not args.json:  # the table is in --out
+        return 0
     if args.json:
         print(dumps({"table": str(args.out), "network": table.network, "threads": table.threads,
                      "backend": table.backend, "fixed_s": table.fixed, "offset_s": table.offset, "blocks": table.blocks,

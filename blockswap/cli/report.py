@@ -8,7 +8,7 @@ from ..files import dumps
 from ..report.plots import check_plot_path
 from ..report import format_table, load_records, plot_runs, plot_search, run_groups, search_table
 from ..space.budget import format_count
-from .common import positive
+from .common import deprecated_alias, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Rank the candidates of a `blockswap search` output folder; "
                                     "optionally plot the ranking signal against cost.")
     s.add_argument("folder", help="output folder of `blockswap search` (its results.sqlite)")
-    s.add_argument("--top", type=positive, default=10, help="rows to show (default 10)")
+    s.add_argument("--top-k", type=positive, default=10, help="best candidates to show (default 10)")
+    deprecated_alias(s, "--top", "--top-k", "top_k", type=positive)
     s.add_argument("--plot", default=None, help="write a plot to this file (.png, .pdf, .svg)")
-    s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot")
+    s.add_argument("--metric", choices=("params", "macs"), default="params", help="cost axis of the plot (default params)")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     s.set_defaults(func=run_search_report)
 
@@ -50,7 +51,7 @@ def run_search_report(args: argparse.Namespace) -> int:
     if args.plot:
         check_plot_path(args.plot)
     table = search_table(args.folder)
-    ranked = table.ranked()[: args.top]
+    ranked = table.ranked()[: args.top_k]
     if args.plot:
         plot_search(table, args.plot, args.metric)
     if args.json:

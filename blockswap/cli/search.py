@@ -14,7 +14,8 @@ from ..space.budget import format_count
 from ..space.latency import load_latency_table
 from ..space.refs import is_torchvision
 from ..tasks import TASKS
-from .common import DATA_HELP, OVERWRITE_HELP, non_negative, positive
+from .common import (DATA_HELP, DEVICE_HELP, OVERWRITE_HELP, QUIET_HELP, TORCHVISION_WEIGHTS_HELP, default_device,
+                     non_negative, positive)
 
 _D = SearchConfig()
 _R = RunOptions()
@@ -74,8 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"fraction of the minibatch in round one, 1 = all (default {_D.screen_slice})")
     p.add_argument("--screen-precision", default=_D.screen_precision, choices=list(PRECISIONS),
                    help=f"arithmetic of round one (default {_D.screen_precision}; bf16 is approximate)")
-    p.add_argument("--checkpoint", action="store_true",
-                   help="recompute blocks in the backward pass: less memory, identical value")
+    # Not --checkpoint: elsewhere that names a trained run to load (issue 20, one name one meaning).
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="gradient checkpointing: recompute blocks in the backward pass, less memory, "
+                        "identical value (default off)")
     p.add_argument("--micro-batch", type=positive, default=None,
                    help="push the minibatch in chunks of this size (APPROXIMATE: BN statistics per chunk)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
@@ -84,16 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     # (search.executors.WORKER_ENV), which this already-started process cannot.
     p.add_argument("--executor", default="process",
                    help=f"where candidates are scored: {', '.join(EXECUTORS)} (default process)")
-    p.add_argument("--workers", type=positive, default=None,
-                   help=f"worker processes or Ray actors (default: one per core, here {default_workers()})")
+    p.add_argument("--score-workers", type=positive, default=None,
+                   help=f"scoring processes or Ray actors (default: one per usable core, at most 4, here "
+                        f"{default_workers()}; 1 with --executor local)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: local Ray)")
     p.add_argument("--threads", type=positive, default=None,
                    help="torch threads per scorer (default: the cores divided among the workers)")
-    p.add_argument("--device", default=_R.device, help=f"torch device (default {_R.device})")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--top-k", type=positive, default=_R.top_k, help=f"runner-ups to keep and show (default {_R.top_k})")
     p.add_argument("--teacher-weights", default=None,
-                   help="with --model torchvision:NAME: the teacher's state dict; its classes must be the data's")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help="with --model torchvision:NAME: " + TORCHVISION_WEIGHTS_HELP + "; its classes must be the data's")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=run)
 
 
@@ -108,15 +112,18 @@ def run(args: argparse.Namespace) -> int:
         latency=None if args.latency_table is None else load_latency_table(args.latency_table))
     if args.teacher_weights is not None:
         _check_teacher_classes(args.teacher_weights, config)
-    workers = args.workers if args.workers is not None else (default_workers() if args.executor != "local" else 1)
+    workers = args.score_workers if args.score_workers is not None else (
+        default_workers() if args.executor != "local" else 1)
     options = RunOptions(executor=args.executor, workers=workers, address=args.address,
-                         threads=args.threads, device=args.device, progress=not (args.quiet or args.json),
-                         top_k=args.top_k, checkpoint=args.checkpoint,
+                         threads=args.threads, device=default_device(args.device),
+                         progress=not (args.quiet or args.json), top_k=args.top_k, checkpoint=args.grad_checkpoint,
                          memory_format="channels_last" if args.channels_last else "contiguous")
-    result = run_search(config, args.out, resume=args.resume, overwrite=args.overwrite, run=options,
-                        log=lambda msg: print(msg, file=sys.stderr))
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    result = run_search(config, args.out, resume=args.resume, overwrite=args.overwrite, run=options, log=log)
     if args.json:
         print(dumps(result.summary()))
+        return 0
+    if args.quiet:  # the results are in --out (winner.json, top.json)
         return 0
     s = result.sampling
     if config.first_stage is not None:

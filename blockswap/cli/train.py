@@ -21,10 +21,18 @@ from ..space.budget import format_count
 from ..space.genotype import load_genotype
 from ..space.refs import is_torchvision, torchvision_arch
 from ..train import RECIPES, ModelDesc, TrainConfig, load_checkpoint, parse_model, recipe, train_model
-from .common import DATA_HELP, DEVICE_HELP, OVERWRITE_HELP, non_negative, positive
+from .common import (CLASSIFICATION_DATA_HELP, DEVICE_HELP, LOADER_WORKERS, OVERWRITE_HELP, QUIET_HELP,
+                     TORCHVISION_WEIGHTS_HELP, deprecated_alias, non_negative, positive)
 
 _TYPES = {"float": float, "str": str}
 _MAY_BE_ZERO = frozenset({"seed", "crop_pad", "cutout", "workers"})  # integer settings where 0 means something
+# Flag names that differ from the field name (issue 20: one name per meaning across commands):
+# --lr-gamma as torchvision's (and `train detector`'s); --loader-workers, not --workers. The
+# period --step-epochs keeps its name: `train detector`'s --lr-steps are milestones (16,22), a
+# different value, and one name must not take both.
+_FLAGS = {"step_gamma": "--lr-gamma", "workers": "--loader-workers"}
+_OLD_FLAGS = {"step_gamma": "--step-gamma"}  # deprecated spellings, kept for one version
+_STUDENT_ONLY = frozenset({"beta", "kd_weight", "kd_temperature"})  # distillation: no teacher to distil from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Train a network (all standard blocks) with cross-entropy.")
     t.add_argument("--model", required=True,
                    help="wrn-D-k (e.g. wrn-40-2), resnet18/resnet34, or torchvision:resnet18/34")
-    _common(t)
+    _common(t, student=False)
     t.set_defaults(func=run_train)
 
     s = roles.add_parser("student", help="train a genotype, distilled from a teacher",
@@ -47,9 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "Without --teacher the student trains with cross-entropy alone.")
     s.add_argument("--teacher", default=None,
                    help="teacher checkpoint (file or run folder of 'train teacher'), or torchvision:resnet34")
-    s.add_argument("--teacher-weights", default=None,
-                   help="local weights file for a torchvision teacher (e.g. resnet34-b627a593.pth); "
-                        "nothing is downloaded")
+    s.add_argument("--teacher-weights", default=None, help="with --teacher torchvision:NAME: " + TORCHVISION_WEIGHTS_HELP)
     s.add_argument("--genotype", default=None,
                    help="genotype JSON (from 'blockswap search'), reference CSV, or inline 'S,G(4),...' "
                         "(required unless --prune)")
@@ -63,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="non-zero parameter budget of --prune, e.g. 400k")
     s.add_argument("--prune-source", default=None,
                    help="l1: the teacher run folder whose weights are pruned (default: --teacher)")
-    _common(s)
+    _common(s, student=True)
     s.set_defaults(func=run_train)
 
     from .detect import register_train as register_detector
@@ -71,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_detector(roles)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help=DATA_HELP)
+def _common(p: argparse.ArgumentParser, student: bool) -> None:
+    p.add_argument("--data", required=True, help=CLASSIFICATION_DATA_HELP)
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.jsonl, record.json")
     p.add_argument("--recipe", default=None, choices=sorted(RECIPES),
                    help="preset of every training setting (default: imagenet for imagenet data, "
@@ -84,14 +90,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="input side in pixels (default 32 for WRN, 224 for ResNets)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--threads", type=positive, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    g = p.add_argument_group("training settings (default: the recipe's)")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    g = p.add_argument_group("training settings (default: the --recipe's value, shown per recipe)")
     helps = _field_help()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "recipe":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        text = helps.get(f.name, "").replace("%", "%%")
+    for f in _fields(student):
+        flag = _FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        text = (helps.get(f.name, "") + f" ({_recipe_defaults(f.name)})").replace("%", "%%")
         if f.type == "bool":
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif f.name == "amp":  # True / False / "cpu"
@@ -101,8 +105,27 @@ def _common(p: argparse.ArgumentParser) -> None:
                            help="bf16 autocast on the CPU too (CPUs with AVX512-BF16 or AMX only; refused on others)")
         else:
             kind = (non_negative if f.name in _MAY_BE_ZERO else positive) if f.type == "int" else _TYPES[f.type]
-            g.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                           help=text)
+            metavar = flag[2:].replace("-", "_").upper()
+            g.add_argument(flag, dest=f.name, type=kind, default=None, metavar=metavar, help=text)
+            if f.name in _OLD_FLAGS:
+                deprecated_alias(g, _OLD_FLAGS[f.name], flag, f.name, type=kind, metavar=metavar)
+
+
+def _fields(student: bool) -> list[dataclasses.Field]:
+    """The TrainConfig fields that are flags of this role (a teacher has nothing to distil)."""
+    return [f for f in dataclasses.fields(TrainConfig)
+            if f.name != "recipe" and (student or f.name not in _STUDENT_ONLY)]
+
+
+def _recipe_defaults(name: str) -> str:
+    """'default: cifar 0.1, digits 0.05, ...', the value each recipe gives a field; the loader
+    workers, a runtime setting, default to the CPU count instead."""
+    if name == "workers":
+        return f"default: one per usable core, at most 4, here {LOADER_WORKERS}"
+    values = {r: getattr(recipe(r), name) for r in sorted(RECIPES)}
+    if len(set(map(str, values.values()))) == 1:
+        return f"default {next(iter(values.values()))}"
+    return "default: " + ", ".join(f"{r} {v}" for r, v in values.items())
 
 
 def _field_help() -> dict[str, str]:
@@ -117,7 +140,9 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     if name is None:
         data = parse_data(args.data).name
         name = data if data in RECIPES else "cifar"
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "recipe"}
+    overrides = {f.name: getattr(args, f.name) for f in _fields(args.role == "student")}
+    if overrides.get("workers") is None:
+        overrides["workers"] = LOADER_WORKERS
     return recipe(name, **overrides)
 
 
@@ -135,8 +160,9 @@ def run_train(args: argparse.Namespace) -> int:
         desc = _student_model(args)
     record = train_model(cfg, args.data, args.out, desc, teacher=teacher,
                    teacher_weights=getattr(args, "teacher_weights", None), role=args.role,
-                   resume=args.resume, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
-    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 of torchrun speaks
+                   resume=args.resume, overwrite=args.overwrite, device=args.device,
+                   progress=not args.quiet)  # None: cuda if present (per rank under torchrun), else cpu
+    if int(os.environ.get("RANK", "0")) == 0 and not args.quiet:  # rank 0 of torchrun speaks
         nonzero = f", {format_count(record['nonzero_params'])} non-zero" if record.get("nonzero_params") else ""
         print(f"{record.get('role', 'network')} {record['model']['name']} ({format_count(record['params'])} params{nonzero}, "
               f"{format_count(record['macs'])} MACs): top-1 error {record['top1_error']:.2f}%, "

@@ -67,8 +67,8 @@ class SearchResult:
     def summary(self) -> dict[str, Any]:
         return {"best": self.best.text, "network": self.best.network, "params": self.params,
                 "macs": self.macs, "score": self.score, "signal": self.signal, "scored": self.scored,
-                "scored_now": self.scored_now, "slice_scored": self.slice_scored,
-                "slice_scored_now": self.slice_scored_now, "seconds": self.seconds, "acceptance": self.sampling["acceptance"],
+                "scored_now": self.scored_now, "scored_slice": self.slice_scored,
+                "scored_slice_now": self.slice_scored_now, "seconds": self.seconds, "acceptance": self.sampling["acceptance"],
                 "rare": self.sampling["rare"], "out": str(self.out), "winner": str(self.out / "winner.json"),
                 "top": self.top}
 
