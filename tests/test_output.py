@@ -79,7 +79,7 @@ def test_refusals_name_the_interface_of_the_caller(tmp_path):
 def test_cli_train_final_line_names_the_role_and_a_rerun_names_the_flags(tmp_path, capsys):
     out = str(tmp_path / "t")
     args = ["train", "teacher", "--model", "wrn-10-1", "--data", "synthetic", "--out", out, "--epochs", "1",
-            "--batch-size", "64", "--cutout", "8", "--input-size", "16", "--quiet"]
+            "--batch-size", "64", "--cutout", "8", "--input-size", "16"]  # not --quiet: the final line is read
     assert main(args) == 0
     final = capsys.readouterr().out.strip().splitlines()[-1]
     assert final.startswith("teacher wrn-10-1 ")

@@ -141,7 +141,7 @@ def test_cli_screen_flags(tmp_path, capsys):
 
     code = main(["search", "--model", "wrn-10-1", "--budget", "40k", "--tolerance", "0.2", "--candidates",
                  TINY_TYPES, "--samples", "4", "--data", "synthetic", "--batch-size", "8", "--input-size", "16",
-                 "--executor", "local", "--threads", "1", "--quiet", "--out", str(tmp_path), "--screen",
+                 "--executor", "local", "--threads", "1", "--out", str(tmp_path), "--screen",
                  "--screen-keep", "2", "--screen-slice", "0.5", "--screen-precision", "bf16"])
     assert code == 0
     assert "4 ranked on 4 examples in bf16" in capsys.readouterr().out
