@@ -251,7 +251,7 @@ def test_rank_by_is_strict_and_a_plain_signal_ranks_as_before():
         parse_rank_by("mean_rank(fisher,fisher)")
     from blockswap.search import SearchConfig
 
-    with pytest.raises(BlockSwapError, match="successive halving ranks its first round by one signal"):
+    with pytest.raises(BlockSwapError, match="a two-round search ranks its first round by one signal"):
         SearchConfig(halving=True, rank_by="mean_rank(fisher,macs)")
     signal = parse_rank_by("fisher")
     values = {0: {"fisher": 1.0}, 1: {"fisher": 3.0}, 2: {"fisher": None}}

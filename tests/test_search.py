@@ -210,7 +210,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     with sqlite3.connect(db) as con:
         survived = con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     assert 10 <= survived < 60
-    with pytest.raises(BlockSwapError, match="--resume"):
+    with pytest.raises(BlockSwapError, match="resume=True"):
         run_search(config, out, run=RunOptions("local", progress=False))
     resumed = run_search(config, out, resume=True, run=RunOptions("local", progress=False, threads=1))
     assert resumed.scored_now == 60 - survived  # nothing that was committed is scored again

@@ -340,11 +340,17 @@ def test_sigterm_during_a_checkpoint_write_leaves_no_temporary_file(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
             return (int, (0,))
 
-    with pytest.raises(SystemExit) as exit_info, terminate_as_exit():
-        atomic_torch_save(tmp_path / "checkpoint.pt", {"weights": torch.zeros(1000), "x": KillsWhilePickled()})
-    assert exit_info.value.code == 128 + signal.SIGTERM
-    assert list(tmp_path.iterdir()) == []
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the run
+    # terminate_as_exit leaves a handler someone else installed alone (Ray's driver installs one,
+    # and the Ray tests run in this process): start from the default, put the other one back.
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with pytest.raises(SystemExit) as exit_info, terminate_as_exit():
+            atomic_torch_save(tmp_path / "checkpoint.pt", {"weights": torch.zeros(1000), "x": KillsWhilePickled()})
+        assert exit_info.value.code == 128 + signal.SIGTERM
+        assert list(tmp_path.iterdir()) == []
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the run
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_amp_cpu_trains_in_bf16_where_the_cpu_has_it_and_is_refused_elsewhere(tmp_path, monkeypatch):

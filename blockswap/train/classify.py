@@ -287,7 +287,7 @@ def _check_attention_points(student: nn.Module, teacher: nn.Module, input_size: 
     """Fail before training if the attention maps of student and teacher cannot be paired: by
     their `feature_info` where both describe their stages (timm-style), then on a zero input."""
     s_info, t_info = getattr(student, "feature_info", None), getattr(teacher, "feature_info", None)
-    if s_info is not None and t_info is not None:
+    if s_info is not None and t_info is not None and len(s_info) == len(t_info):  # else: at_loss says
         s_red, t_red = [f["reduction"] for f in s_info], [f["reduction"] for f in t_info]
         if s_red != t_red:
             raise BlockSwapError(f"attention transfer pairs stage outputs of equal stride: the student's stages "
