@@ -7,6 +7,7 @@ the same directory, are fsync'ed, and replace the target with one `os.replace`, 
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -45,6 +46,19 @@ class FileFormat:
                                  f"supported; this BlockSwap reads version {self.version}")
 
 
+def _temp_affixes(path: Path) -> tuple[str, str]:
+    """(prefix, suffix) of the temporary file an atomic write of `path` goes through."""
+    return f".{path.name}.", ".tmp"
+
+
+def stale_temp_files(path: str | Path) -> list[Path]:
+    """Temporary files that interrupted atomic writes of `path` left beside it (a killed writer
+    cannot delete its own); only safe to delete while no writer of `path` is alive."""
+    path = Path(path)
+    prefix, suffix = _temp_affixes(path)
+    return sorted(path.parent.glob(f"{glob.escape(prefix)}*{suffix}"))
+
+
 def _atomic(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
     """Write through a temporary file and `os.replace`; an `OSError` (a full disk, a missing
     permission) becomes one line naming `path`, and the previous file stays as it was."""
@@ -52,7 +66,8 @@ def _atomic(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        prefix, suffix = _temp_affixes(path)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         # mkstemp creates 0600; give the file the mode `open` would (0666 less the umask).
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:

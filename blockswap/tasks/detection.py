@@ -35,8 +35,7 @@ class Detection(Task):
         return requested if requested is not None else DETECTION_MIN_SIZE
 
     def claims(self, data: Any) -> bool:
-        task = getattr(data, "task", None)  # a dataset entry that says which task it serves
-        return task == self.name if task is not None else getattr(data, "name", None) == "coco"
+        return data.task == self.name  # the dataset table says which task its data serves
 
     def check(self, settings: Any) -> None:
         if not self.claims(settings.data):

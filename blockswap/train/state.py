@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockSwapError
-from ..files import FileFormat, atomic_torch_save, atomic_write_text, dumps, versions
+from ..files import FileFormat, atomic_torch_save, atomic_write_text, dumps, stale_temp_files, versions
 from ..outdir import RunFolder
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -154,11 +154,11 @@ def wrap_ddp(module: nn.Module, world_size: int, *, find_unused_parameters: bool
 
 
 def remove_stale_temps(out: Path, folder: RunFolder) -> list[Path]:
-    """Delete temporary files a killed writer left (``.checkpoint.pt.XXXX.tmp``: `files._atomic`
-    names them so). Called with the run folder locked, so no live writer owns one."""
+    """Delete temporary files a killed writer left (``.checkpoint.pt.XXXX.tmp``,
+    `files.stale_temp_files`). Called with the run folder locked, so no live writer owns one."""
     removed = []
     for name in {*folder.results, CHECKPOINT_NAME}:
-        for tmp in out.glob(f".{name}.*.tmp"):
+        for tmp in stale_temp_files(out / name):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
