@@ -110,3 +110,58 @@ def test_a_truncated_gzip_stream_is_refused(tmp_path):
     _expect(tmp_path, r"train-images-idx3-ubyte.gz.* is truncated")
     path.write_bytes(path.read_bytes()[:-20])  # the stream itself cut short
     _expect(tmp_path, r"cannot read .*train-images-idx3-ubyte.gz")
+
+
+# ---- a validation split carved from the training set (model selection never on the test set) ----
+def test_holdout_carves_a_fixed_disjoint_validation_split_from_train(tmp_path):
+    written = write_release(tmp_path / "fm", gz=True, sizes=(40, 7))
+    name = f"fashion-mnist:{tmp_path / 'fm'}?holdout=10"
+    train, val = load_split(name, "train", 28), load_split(name, "val", 28)
+    assert (len(train), len(val)) == (30, 10)
+    images = torch.from_numpy(written["train"][0]).reshape(40, -1)
+    rows = {tuple(r.tolist()): i for i, r in enumerate(images)}  # every training image by its pixels
+    got_val = {rows[tuple(x[0, 0].reshape(-1).tolist())] for x in val.images.split(1)}
+    got_train = {rows[tuple(x[0, 0].reshape(-1).tolist())] for x in train.images.split(1)}
+    assert len(got_val) == 10 and len(got_train) == 30 and not got_val & got_train  # a partition of train
+    test_images = {tuple(r.tolist()) for r in torch.from_numpy(written["val"][0]).reshape(7, -1)}
+    assert not test_images & {tuple(x[0, 0].reshape(-1).tolist()) for x in val.images.split(1)}  # no test image
+    again = load_split(name, "val", 28)  # the same carve every time (a fixed seed, not the run's)
+    assert torch.equal(again.images, val.images) and torch.equal(again.labels, val.labels)
+    # normalised with the statistics of the carved training images, by hand in float64
+    kept = torch.from_numpy(written["train"][0])[sorted(got_train)].double()
+    assert train.mean.flatten()[0].item() == pytest.approx(kept.mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("suffix, message", [
+    ("?holdout=0", "bad holdout '0'"), ("?holdout=ten", "bad holdout 'ten'"),
+    ("?holdout=40", "holdout 40 leaves no training images"),
+])
+def test_bad_holdouts_get_one_line(tmp_path, suffix, message):
+    write_release(tmp_path / "fm", gz=False, sizes=(40, 7))
+    with pytest.raises(BlockSwapError, match=message):
+        load_split(f"fashion-mnist:{tmp_path / 'fm'}{suffix}", "train", 28)
+
+
+def test_train_images_trains_every_seed_on_the_same_fixed_subset(tmp_path):
+    from blockswap import recipe, train_model
+
+    write_release(tmp_path / "fm", gz=True, sizes=(40, 7))
+    split = load_split(f"mnist:{tmp_path / 'fm'}", "train", 28)
+    a, b = split.subset(24), split.subset(24)
+    assert torch.equal(a.images, b.images) and len(a) == 24  # no seed of the run enters
+    whole = {tuple(x.reshape(-1).tolist()) for x in split.images}
+    picked = {tuple(x.reshape(-1).tolist()) for x in a.images}
+    assert picked <= whole and len(picked) == 24  # 24 distinct images of the training split
+    records = []
+    for seed in (0, 1):
+        cfg = recipe("digits", epochs=1, batch_size=8, train_images=24, seed=seed, augment=False)
+        records.append(train_model(cfg, f"mnist:{tmp_path / 'fm'}", tmp_path / f"r{seed}", "wrn-10-1",
+                                   progress=False))
+    for rec in records:
+        assert rec["config"]["train_images"] == 24
+        metrics = [__import__("json").loads(line) for line in (tmp_path / f"r{rec['config']['seed']}" /
+                                                                "metrics.jsonl").read_text().splitlines()]
+        assert metrics[-1]["train_images"] == 24  # 24 images an epoch, not the 40 of the split
+    with pytest.raises(BlockSwapError, match="train_images 41 is more than the 40 images"):
+        train_model(recipe("digits", epochs=1, batch_size=8, train_images=41), f"mnist:{tmp_path / 'fm'}",
+                    tmp_path / "big", "wrn-10-1", progress=False)

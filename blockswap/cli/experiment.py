@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", help="experiment TOML file or preset name")
     p.add_argument("--out", required=True, help="experiment folder: experiment.sqlite and runs/")
     p.add_argument("--data", default=None, help="replace the file's data (e.g. cifar10:/data/cifar10)")
+    p.add_argument("--budgets", default=None, metavar="B,B",
+                   help="run only these of the file's budgets (comma-separated, e.g. 200k), to split a long "
+                        "experiment into sittings; rerun with others to add them (default: all)")
     p.add_argument("--teacher-weights", default=None,
                    help="replace the file's teacher_weights: " + TORCHVISION_WEIGHTS_HELP)
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -41,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_experiment(args.experiment, data=args.data, teacher_weights=args.teacher_weights)
+    if args.budgets is not None:
+        spec = _only_budgets(spec, args.budgets)
     if args.dry_run:
         return _dry_run(spec, args.out)
     options = ExperimentOptions(executor=args.executor, address=args.address, cpus_per_run=args.cpus_per_run,
@@ -64,6 +69,23 @@ def run(args: argparse.Namespace) -> int:
         elif result.done == result.total:
             print(f"next: blockswap report experiment {result.out} --out {result.out / 'report'}")
     return 1 if result.failed else 0
+
+
+def _only_budgets(spec, text: str):
+    """The experiment restricted to the budgets named in `text`, each one of its own."""
+    from dataclasses import replace
+
+    from ..errors import BlockSwapError, choices
+    from ..space.budget import parse_budget
+
+    wanted = [parse_budget(t) for t in text.split(",") if t.strip()]
+    if not wanted:
+        raise BlockSwapError(f"--budgets {text!r} names no budget; the file's: {choices([b.text for b in spec.budgets])}")
+    for b in wanted:
+        if b not in spec.budgets:
+            raise BlockSwapError(f"--budgets: {b.text} is not a budget of {spec.name}; its budgets: "
+                                 f"{choices([x.text for x in spec.budgets])}")
+    return replace(spec, budgets=tuple(b for b in spec.budgets if b in wanted))
 
 
 def _dry_run(spec, out: str) -> int:

@@ -25,7 +25,7 @@ from .common import (CLASSIFICATION_DATA_HELP, DEVICE_HELP, LOADER_WORKERS, OVER
                      TORCHVISION_WEIGHTS_HELP, deprecated_alias, non_negative, positive)
 
 _TYPES = {"float": float, "str": str}
-_MAY_BE_ZERO = frozenset({"seed", "crop_pad", "cutout", "workers"})  # integer settings where 0 means something
+_MAY_BE_ZERO = frozenset({"seed", "crop_pad", "cutout", "workers", "train_images"})  # integer settings where 0 means something
 # Flag names that differ from the field name (issue 20: one name per meaning across commands):
 # --lr-gamma as torchvision's (and `train detector`'s); --loader-workers, not --workers. The
 # period --step-epochs keeps its name: `train detector`'s --lr-steps are milestones (16,22), a

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import BlockSwapError, choices
+from ..seeding import derive_seed
 from .pixels import channel_stats, resize_uint8
 from .spec import DataSpec, dataset_forms, parse_data
 from .splits import Split, TensorSplit
@@ -38,10 +39,30 @@ def load_split(data: "str | DataSpec | Any", split: str = "train", input_size: i
     size = input_size or entry.input_size
     if entry.stream is not None:
         return entry.stream(spec.path, split, size, device, workers)
-    images, labels = entry.read(spec.path, split, size)
-    images = _sized(images, size)
+    images, labels = _read(spec, split, size)
     mean, std = entry.stats or _train_stats(spec, size, images if split == "train" else None)
     return TensorSplit(images, labels, entry.classes or int(labels.max()) + 1, mean, std, device)
+
+
+def _read(spec: DataSpec, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split as stored, or, with ``?holdout=N``, carved from the training split."""
+    if not spec.holdout:
+        images, labels = spec.entry.read(spec.path, split, size)
+        return _sized(images, size), labels
+    images, labels = spec.entry.read(spec.path, "train", size)
+    if spec.holdout >= len(labels):
+        raise BlockSwapError(f"{spec}: holdout {spec.holdout} leaves no training images "
+                             f"(the training split has {len(labels)}); use fewer")
+    val, train = holdout_indices(len(labels), spec.holdout)
+    idx = val if split == "val" else train
+    return _sized(images[idx], size), labels[idx]
+
+
+def holdout_indices(n: int, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation and training indices of a split of `n` images with `holdout` carved out:
+    a permutation by one fixed seed (not the run's: every run carves the same images), sorted."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(0, "holdout")))
+    return order[:holdout].sort().values, order[holdout:].sort().values
 
 
 def _sized(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -50,14 +71,14 @@ def _sized(images: torch.Tensor, size: int) -> torch.Tensor:
 
 # Statistics of a training split as loaded at a size: both splits are normalised with them, so
 # loading "val" alone reads the training split too; kept per (dataset, folder, size).
-_TRAIN_STATS: dict[tuple[str, str | None, int], tuple] = {}
+_TRAIN_STATS: dict[tuple[str, str | None, int, int], tuple] = {}
 
 
 def _train_stats(spec: DataSpec, size: int, train_images: torch.Tensor | None):
-    key = (spec.name, spec.path, size)
+    key = (spec.name, spec.path, size, spec.holdout)
     if key not in _TRAIN_STATS:
         if train_images is None:
-            train_images = _sized(spec.entry.read(spec.path, "train", size)[0], size)
+            train_images = _read(spec, "train", size)[0]
         _TRAIN_STATS[key] = channel_stats(train_images)
     return _TRAIN_STATS[key]
 

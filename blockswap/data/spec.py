@@ -15,6 +15,11 @@
 ``synthetic``           random class-dependent images, for tests and smoke runs
 ======================  ==========================================================================
 
+Any in-memory dataset's name takes ``?holdout=N``: "val" is then N images carved from the training
+split by a fixed seed (the same N images in every run and process), "train" the remaining ones,
+and the official test split is not read: protocol choices and any other model selection are made
+on it, never on the test set (``fashion-mnist:/data/fm?holdout=10000``).
+
 Adding a dataset is one `DatasetEntry` added to `DATASETS` here: the CLI's ``--data`` help,
 error messages and `load_split` read the table. Besides a name, `parse_data` takes a user's own
 data objects (a torch Dataset, a pair of tensors, a dict of splits: `data.user`).
@@ -22,6 +27,7 @@ data objects (a torch Dataset, a pair of tensors, a dict of splits: `data.user`)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,11 +124,13 @@ class DataSpec:
 
     name: str
     path: str | None = None
+    holdout: int = 0  # "val" = this many training images carved by a fixed seed, "train" = the rest (0: off)
     # Compared and hashed by its fingerprint (`path`), not its tensors.
     user: UserData | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
-        return self.name if self.path is None else f"{self.name}:{self.path}"
+        text = self.name if self.path is None else f"{self.name}:{self.path}"
+        return f"{text}?holdout={self.holdout}" if self.holdout else text
 
     @property
     def entry(self) -> DatasetEntry | None:
@@ -159,7 +167,33 @@ def parse_data(text: "str | DataSpec | Any") -> DataSpec:
     if not isinstance(text, str):
         user = parse_user_data(text)
         return DataSpec(USER_DATA_NAME, user.fingerprint, user)
-    name, sep, path = text.strip().partition(":")
+    text, holdout = _holdout(text.strip())
+    spec = _parse_name(text)
+    if holdout:
+        if spec.user is not None or spec.entry.read is None:
+            raise BlockSwapError(f"'?holdout=' carves in-memory datasets only, not {text!r}; "
+                                 f"valid datasets: {choices([e.form for e in DATASETS.values() if e.read])}")
+        spec = DataSpec(spec.name, spec.path, holdout, spec.user)
+    return spec
+
+
+_HOLDOUT = re.compile(r"\?holdout=([^?]*)$")
+
+
+def _holdout(text: str) -> tuple[str, int]:
+    """'digits?holdout=300' -> ('digits', 300); no suffix -> (text, 0)."""
+    m = _HOLDOUT.search(text)
+    if m is None:
+        return text, 0
+    value = m.group(1)
+    if not value.isdigit() or int(value) < 1:
+        raise BlockSwapError(f"bad holdout {value!r} in {text!r}: write ?holdout=N with N >= 1 training images "
+                             "carved as the validation split")
+    return text[:m.start()], int(value)
+
+
+def _parse_name(text: str) -> DataSpec:
+    name, sep, path = text.partition(":")
     name = name.lower()
     if name == USER_DATA_NAME:
         user = find_user_data(path)

@@ -15,6 +15,7 @@ from typing import Iterator, Protocol
 import torch
 
 from ..errors import BlockSwapError
+from ..seeding import derive_seed
 from .augment import Augment, AugmentOffsets, _as_augment, apply_augment, draw_augment
 from .sharding import BatchSizeCheck, epoch_order, shard_batches
 
@@ -66,6 +67,18 @@ class TensorSplit(BatchSizeCheck):
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+    def subset(self, n: int) -> "TensorSplit":
+        """A fixed random `n` of these images (one seed for every run: all runs train on the same
+        images), normalised with this split's statistics."""
+        if not 1 <= n <= len(self):
+            raise BlockSwapError(f"train_images {n} is more than the {len(self)} images of the training split")
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(0, "train_images")))
+        idx = idx[:n].sort().values.to(self.device)
+        out = object.__new__(TensorSplit)
+        out.__dict__.update(self.__dict__)
+        out.images, out.labels = self.images[idx], self.labels[idx]
+        return out
 
     def _prepare(self, idx: torch.Tensor, aug: Augment | None,
                  offsets: "AugmentOffsets | None") -> tuple[torch.Tensor, torch.Tensor]:

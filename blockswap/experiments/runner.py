@@ -99,12 +99,12 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
             bar = progress_bar(len(runs), f"experiment {spec.name}", "run", enabled=options.progress)
             bar.update(store.counts(keys)["done"])
             left = options.limit if options.limit is not None else len(runs)
-            for phase in PHASES:
+            for wave in WAVES:
                 if left <= 0:
                     break
                 ready = []
                 for r in runs:
-                    if r.phase != phase or store.status(r.key) == "done":
+                    if r.phase not in wave or store.status(r.key) == "done":
                         continue
                     try:
                         ready.append((r, _resolve(r, spec, out, store)))
@@ -130,6 +130,11 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
             result.done = store.counts(keys)["done"]
     result.seconds = time.perf_counter() - started
     return result
+
+
+# Runs of one wave need nothing of each other and run side by side: teachers and searches
+# (a search scores untrained candidates), then the students, which need both.
+WAVES = (("teacher", "search"), ("student",))
 
 
 # ---- checks before any run: what a dry run shows ------------------------------------------

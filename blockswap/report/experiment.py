@@ -11,6 +11,8 @@ sensitivity (Appendix B, Figure 4) and pictures of the chosen networks (Appendix
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from ..errors import BlockSwapError
 from ..experiments.paper import paper_results
 from ..experiments.spec import ExperimentSpec
 from ..experiments.store import open_experiment
-from ..files import atomic_write_json
+from ..files import atomic_write_json, atomic_write_text
 from .document import write_html, write_markdown
 from .studies import Context, in_order, label
 from .studies.base import budget_text
@@ -58,10 +60,44 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     if paper:
         intro.append(f"Paper numbers: {paper['source']}. {paper.get('missing', '')}".strip())
     title = f"BlockSwap experiment report: {spec.name}"
+    intro.append("Every finished run, with its genotype, costs, seed, signals and final error, is in `runs.csv` "
+                 "beside this report: each table here can be recomputed from it.")
     write_markdown(title, intro, sections, out / "report.md")
     write_html(title, intro, sections, out, out / "report.html")
     summary = {"experiment": raw_spec, "sections": [s.title for s in sections],
                "tables": {s.title: [t.__dict__ for t in s.tables] for s in sections}}
     atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "runs.csv", runs_csv(rows))
     return {"out": str(out), "report": str(out / "report.md"), "html": str(out / "report.html"),
+            "csv": str(out / "runs.csv"),
             "sections": [s.title for s in sections], "runs": dict(counts)}
+
+
+RUN_COLUMNS = ("key", "phase", "method", "label", "budget", "seed", "model", "genotype", "candidate", "params",
+               "macs", "nonzero_params", "nonzero_macs", "epochs_done", "top1_error", "top5_error", "seconds")
+
+
+def runs_csv(rows: list[dict[str, Any]]) -> str:
+    """Every finished teacher and student, one line each: `RUN_COLUMNS`, then every signal
+    measured on its network at initialisation (empty where not measured)."""
+    done = [r for r in rows if r["status"] == "done" and r["phase"] in ("teacher", "student")]
+    signals: list[str] = []
+    for r in done:
+        signals += [s for s in (r["result"] or {}).get("signals", {}) if s not in signals]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*RUN_COLUMNS, *signals])
+    for r in done:
+        result = r["result"] or {}
+        values = {"key": r["key"], "phase": r["phase"], "method": r["method"], "seed": r["seed"],
+                  "budget": r["budget"] or "", "label": label(r) if r["phase"] == "student" else "teacher",
+                  "candidate": (r["detail"] or {}).get("candidate", result.get("candidate", "")),
+                  "seconds": "" if r["seconds"] is None else f"{r['seconds']:.1f}"}
+        line = [values[c] if c in values else result.get(c, "") for c in RUN_COLUMNS]
+        line = ["" if v is None else v for v in line]
+        writer.writerow(line + [_number(result.get("signals", {}).get(s)) for s in signals])
+    return buf.getvalue()
+
+
+def _number(value) -> str:
+    return "" if value is None else repr(float(value))

@@ -175,12 +175,13 @@ def candidates_csv(store: ResultStore) -> str:
     config = store.config()
     first = config.first_stage  # halving's "slice" or the screen's "screen" column, if any
     full, slice_scores = store.scores("full"), (store.scores(first) if first else {})
-    names = list(config.signal_names)
+    # The params and macs signals are the candidate's own columns: not written twice.
+    names = [n for n in config.signal_names if n not in ("params", "macs")]
     buf = io.StringIO()
     writer = csv.writer(buf)
     header = ["index", "genotype", "params", "macs", "seed", *names, "fisher_per_block", "seconds"]
     if first:
-        header.insert(5, f"{first}_{names[0]}")
+        header.insert(5, f"{first}_{config.signal_names[0]}")
     writer.writerow(header)
     for c in store.candidates():
         row = full.get(c.index)

@@ -117,6 +117,10 @@ class Classification:
         self.mf = mf = torch.channels_last if cfg.channels_last and dev.type == "cuda" else torch.preserve_format
         desc = parse_model(model) if isinstance(model, str) else model
         self.train_split = load_split(data, "train", desc.input_size, dev, cfg.workers)
+        if cfg.train_images:
+            if not hasattr(self.train_split, "subset"):
+                raise BlockSwapError(f"train_images: {data} is streamed from disk; a subset of in-memory data only")
+            self.train_split = self.train_split.subset(cfg.train_images)
         self.val_split = load_split(data, "val", desc.input_size, dev, cfg.workers)
         classes = self.train_split.num_classes
         self.desc = desc = _fit_classes(desc, classes, "model", data)

@@ -27,6 +27,9 @@ class TrainConfig:
     batch_size: int = field(default=128, metadata=rules(min=1))
     lr: float = field(default=0.1, metadata=rules(above=0))  # initial learning rate
     momentum: float = field(default=0.9, metadata=rules(min=0))  # SGD momentum (plain, not Nesterov, as the authors)
+    # train on a fixed random subset of this many training images (the same images in every run,
+    # whatever its seed); 0: the whole training split. Not the paper's: short CPU protocols.
+    train_images: int = field(default=0, metadata=rules(min=0))
     # L2 penalty on every parameter, BN included (the authors' SGD)
     weight_decay: float = field(default=5e-4, metadata=rules(min=0))
     # "cosine": annealed to 0 over all epochs; "step": x step_gamma every step_epochs

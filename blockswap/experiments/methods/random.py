@@ -23,9 +23,15 @@ DEFAULT_SIGNALS = ("fisher", "fisher@10", "fisher@100", "train_acc@1", "train_ac
 class RandomOptions:
     networks: int = 100  # draws per budget
     signals: tuple[str, ...] = DEFAULT_SIGNALS  # measured on every draw
+    # Seed noise (the report's protocol check): with repeat = r > 0, the seeds after the first of
+    # the method's `seeds` train only the first r draws, so those r networks have every seed and
+    # the rest one; 0: every draw is trained with every seed.
+    repeat: int = 0
 
     def __post_init__(self) -> None:
         positive(self.networks, "networks")
+        if isinstance(self.repeat, bool) or not isinstance(self.repeat, int) or not 0 <= self.repeat <= self.networks:
+            raise BlockSwapError(f"repeat must be an integer from 0 to networks ({self.networks}), got {self.repeat!r}")
         object.__setattr__(self, "signals", tuple(parse_signal(s).name for s in self.signals))
 
 
@@ -36,8 +42,10 @@ def _searches(spec, m: MethodSpec) -> list[Run]:
 
 
 def _students(spec, m: MethodSpec, seed: int, budget, where: str) -> list[Run]:
+    o = m.options
+    count = o.networks if (o.repeat == 0 or seed == m.seeds[0]) else o.repeat
     return [Run(f"student/random/{budget_label(budget)}/n{i:03d}/s{seed}", "student", m.name, budget.text, seed,
-                {"search": search_key("random", budget), "candidate": i}) for i in range(m.options.networks)]
+                {"search": search_key("random", budget), "candidate": i}) for i in range(count)]
 
 
 def _pick(search, detail) -> int:

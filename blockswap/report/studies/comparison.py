@@ -14,8 +14,14 @@ from ..figures import error_vs_cost
 from .base import STUDIES, Context, Study, budget_text, err, label, mean_std, method_of, params
 
 
-def _nearest_budget(n: int, budgets) -> str:
-    return min(budgets, key=lambda b: abs(math.log(n / b.target))).text
+NEAREST = 1.5  # a budget-free student (a reduced network) sits at a budget within this factor of its size
+
+
+def _nearest_budget(n: int, budgets) -> str | None:
+    """The budget nearest `n` parameters, None if every budget is more than `NEAREST` times away
+    (a report of some budgets only: the network belongs to another)."""
+    b = min(budgets, key=lambda b: abs(math.log(n / b.target)))
+    return b.text if abs(math.log(n / b.target)) <= math.log(NEAREST) else None
 
 
 def _sort_key(row) -> tuple:
@@ -34,6 +40,18 @@ def _paper_cell(paper, method: str, budget) -> list[str]:
     return [f"{format_count(p['params'])}: {p['error']:.2f} +- {p['error_std']:.2f}"]
 
 
+def _images(cfg) -> str:
+    return f"{cfg.train_images:,} images" if cfg.train_images else "all training images"
+
+
+def _training(spec, method) -> str:
+    """What a student's weights saw: its own epochs, and the teacher's where it starts from them."""
+    own = f"{spec.student.epochs} ep x {_images(spec.student)}"
+    if method.from_teacher_weights:
+        return f"teacher's {spec.teacher.epochs} ep x {_images(spec.teacher)}, then {own}"
+    return own
+
+
 def comparison(ctx: Context) -> Section:
     done, budgets, spec, paper, out = ctx.done, ctx.budgets, ctx.spec, ctx.paper, Path(ctx.out)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -44,6 +62,8 @@ def comparison(ctx: Context) -> Section:
             continue
         res = r["result"]
         budget = r["budget"] or _nearest_budget(params(res), budgets)
+        if budget is None:
+            continue
         groups[(budget, label(r))].append(r)
         if method.one_network_per_run:
             points.append({"method": label(r), "cost_params": params(res), "cost_macs": res["macs"],
@@ -61,13 +81,13 @@ def comparison(ctx: Context) -> Section:
             macs = statistics.fmean(m["result"].get("nonzero_macs") or m["result"]["macs"] for m in members)
             method = method_of(members[0])
             extra = f"; best {min(errs):.2f}, worst {max(errs):.2f}" if method.one_network_per_run else ""
-            rows.append([name, format_count(n_params), format_count(macs), err(mean, std, len(errs)) + extra,
+            rows.append([name, _training(spec, method), format_count(n_params), format_count(macs), err(mean, std, len(errs)) + extra,
                          *(_paper_cell(paper, method.name, b) if paper else [])])
             if not method.one_network_per_run:
                 series = method.series(members[0]["detail"]) if method.series else name
                 points.append({"method": series, "cost_params": n_params, "cost_macs": macs, "error": mean,
                                "error_std": std})
-        headers = ["method", "params (non-zero)", "MACs", "top-1 error %"]
+        headers = ["method", "training", "params (non-zero)", "MACs", "top-1 error %"]
         if paper:
             headers.append(f"paper ({paper['dataset']}, {paper['model']}): params, error %")
         tables.append(Table(headers, rows, caption=f"Budget {budget_text(b)} (+-{b.tolerance:.1%})"))
@@ -87,9 +107,13 @@ def comparison(ctx: Context) -> Section:
     text = ["Students at each budget (paper Table 2 and Appendix C). BlockSwap: the best Fisher potential of "
             "the first n samples of one search; random: networks drawn uniformly from the budget window, each "
             "trained once; single: every block one type (Moonshine), the types whose network cost lies nearest "
-            "the budget; reduced networks sit at the budget nearest their size; L1 and SNIP: unstructured "
+            "the budget; reduced networks sit at the budget nearest their size (within 1.5x of it); L1 and SNIP: unstructured "
             "pruning of the teacher to the budget in non-zero parameters (their MACs are the dense network's "
             "unless non-zero MACs were measured)."]
+    if spec.distill:
+        text.append(f"Every student learns by attention transfer (beta {spec.student.beta:g}) from the teacher of its "
+                    f"seed, trained {spec.teacher.epochs} epochs on {_images(spec.teacher)}; 'training' is what the "
+                    "student's own weights saw (L1 pruning starts from the trained teacher's).")
     if paper and not paper_rows:
         text.append(f"The paper's numbers are on {paper['dataset']} with {paper['model']}: shown for reference "
                     "in the tables, not on the plots (another data set, another scale of error).")

@@ -15,7 +15,7 @@ def samples(ctx: Context) -> Section:
     for b in ctx.budgets:
         by_n = defaultdict(list)
         for r in best_of_rows(ctx.done):
-            if r["budget"] == b.text:
+            if r["budget"] == b.text and not r["detail"].get("rank_by"):  # Fisher-picked: the paper's curve
                 by_n[(r["detail"].get("candidates") or "", r["detail"]["best_of"])].append(r["result"]["top1_error"])
         nets = random_nets(ctx.done, b)
         ranked = [n for n in nets if n["signals"].get("fisher") is not None]

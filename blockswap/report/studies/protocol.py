@@ -1,0 +1,75 @@
+"""Can the protocol resolve what it measures? The seed-to-seed noise of final error against
+the spread of final error across random networks at each budget (issue: Fashion-MNIST
+evidence). A study whose spread is not well above its noise cannot rank networks, whatever
+the signal; the report states both before any table."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from ..document import Section, Table
+from .base import RANDOM, STUDIES, Context, Study, budget_text
+
+RESOLVES = 3.0  # the spread (std across networks) must be at least this many seed-noise stds
+
+
+def noise_and_spread(done, budget) -> dict:
+    """Seed noise: the pooled within-network std of final error, over the random networks
+    trained with two or more seeds (sqrt of the mean of their sample variances). Spread: the
+    std of final error across random networks, one run each (the method's first seed)."""
+    by_cand: dict[int, dict[int, float]] = defaultdict(dict)
+    for r in done:
+        if r["method"] == RANDOM and r["budget"] == budget.text:
+            by_cand[r["detail"]["candidate"]][r["seed"]] = r["result"]["top1_error"]
+    repeated = {c: list(v.values()) for c, v in by_cand.items() if len(v) >= 2}
+    first_seed = min((s for v in by_cand.values() for s in v), default=None)
+    single = [v[first_seed] for v in by_cand.values() if first_seed in v]
+    noise = math.sqrt(statistics.fmean(statistics.variance(v) for v in repeated.values())) if repeated else None
+    spread = statistics.stdev(single) if len(single) >= 2 else None
+    return {"noise": noise, "noise_networks": len(repeated),
+            "noise_runs": sum(len(v) for v in repeated.values()), "spread": spread, "spread_networks": len(single),
+            "range": (min(single), max(single)) if single else None,
+            "ratio": spread / noise if noise and spread is not None else None}
+
+
+def _fmt(x, digits=2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def protocol(ctx: Context) -> Section:
+    rows = []
+    for b in ctx.budgets:
+        m = noise_and_spread(ctx.done, b)
+        if m["spread"] is None:
+            continue
+        verdict = "-" if m["ratio"] is None else ("resolves" if m["ratio"] >= RESOLVES else
+                                                  f"below {RESOLVES:g}x: differences are mostly noise")
+        rows.append([budget_text(b), f"{_fmt(m['noise'])} ({m['noise_networks']} networks, {m['noise_runs']} runs)",
+                     f"{_fmt(m['spread'])} ({m['spread_networks']} networks)",
+                     "-" if m["range"] is None else f"{m['range'][0]:.2f} to {m['range'][1]:.2f}",
+                     _fmt(m["ratio"], 1) + "x" if m["ratio"] is not None else "-", verdict])
+    t = ctx.spec.student
+    size = ctx.spec.input_size or "the network's default"
+    text = [f"Students train {t.epochs} epochs" + (f" on a fixed {t.train_images:,} of the training images"
+                                                   if t.train_images else "") +
+            f" at {size} pixels. Seed noise: the standard deviation of final "
+            "top-1 error between seeds of one network (pooled over the random networks trained with several "
+            "seeds). Spread: the standard deviation of final error across random networks at the budget, one "
+            f"seed each. A protocol resolves differences between networks when the spread is at least {RESOLVES:g} "
+            "times the noise."]
+    return Section("Protocol: seed noise against the spread across networks", text,
+                   [Table(["budget", "seed noise, std pp", "spread across networks, std pp", "error range %",
+                           "spread / noise", "verdict"], rows)])
+
+
+def _applies(rows) -> bool:
+    seeds = defaultdict(set)
+    for r in rows:
+        if r["method"] == RANDOM:
+            seeds[(r["budget"], r["detail"]["candidate"])].add(r["seed"])
+    return any(len(s) >= 2 for s in seeds.values())
+
+
+STUDIES.add("protocol", Study("protocol", _applies, protocol, order=5))
