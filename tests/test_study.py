@@ -187,3 +187,28 @@ def test_a_reduced_network_far_from_every_budget_run_so_far_is_left_out(tmp_path
                        result={"top1_error": 20.0, "params": n, "macs": 10**6, "genotype": None, "model": model})
     md = Path(experiment_report(out, tmp_path / "report")["report"]).read_text()
     assert "| WRN-16-1 |" in md and "WRN-10-2" not in md
+
+
+def test_teacher_seed_makes_one_teacher_for_every_student(tmp_path):
+    spec = load_experiment(_teacher_seed_file(tmp_path))
+    runs = expand(spec)
+    assert [r.key for r in runs if r.phase == "teacher"] == ["teacher/s1"]  # one teacher, not one per seed
+    from blockswap.experiments.runner import _resolve
+
+    class Done:  # a store in which every run is finished
+        def result(self, key):
+            return {}
+
+    for r in runs:
+        if r.phase == "student" and r.method == "l1":
+            need = _resolve(r, spec, tmp_path / "exp", Done())
+            assert need["teacher"].endswith("teacher/s1") and need["start_from"] == need["teacher"]
+    with pytest.raises(BlockSwapError, match="teacher_seed must be an integer >= 0"):
+        load_experiment(_teacher_seed_file(tmp_path, -1))
+
+
+def _teacher_seed_file(tmp_path: Path, seed: int = 1) -> Path:
+    path = tmp_path / "one-teacher.toml"
+    path.write_text(BASE.replace("distill = false", f"distill = true\nteacher_seed = {seed}")
+                    + '[methods.random]\nnetworks = 2\nseeds = [0, 1, 2]\nsignals = ["fisher"]\n[methods.l1]\n')
+    return path

@@ -1,7 +1,8 @@
 """An experiment expanded into runs: teachers, then searches, then students (the three phases).
 
 Every run has a stable key (its folder below ``OUT/runs/``), so a rerun finds what is done.
-Seeds pair as in the paper (Sec. 5): the student of seed s learns from the teacher of seed s.
+Seeds pair as in the paper (Sec. 5): the student of seed s learns from the teacher of seed s
+(or every student from the one teacher of ``teacher_seed``).
 Each method (`methods.METHODS`) adds its own searches and students; students whose genotype
 comes from a search name it in their detail, and the runner resolves them once it is done.
 """
@@ -29,9 +30,9 @@ def needs_teachers(spec: ExperimentSpec) -> bool:
 
 def expand(spec: ExperimentSpec) -> list[Run]:
     """Every run of `spec`, phase by phase, in a stable order."""
-    student_seeds = sorted({s for m in spec.methods for s in m.seeds})
+    teacher_seeds = sorted({spec.teacher_of(s) for m in spec.methods for s in m.seeds})
     runs = [Run(teacher_key(s), "teacher", "teacher", None, s, {"model": spec.model})
-            for s in student_seeds] if needs_teachers(spec) else []
+            for s in teacher_seeds] if needs_teachers(spec) else []
     searches: dict[str, Run] = {}
     for m in spec.methods:
         for r in METHODS[m.name].searches(spec, m):

@@ -188,7 +188,7 @@ def _resolve(run: Run, spec: ExperimentSpec, out: Path, store: ExperimentStore) 
     if spec.distill and spec.teacher_model is not None:
         need.update(teacher=spec.teacher_model, teacher_weights=spec.teacher_weights)
     elif spec.distill or method.from_teacher_weights:
-        teacher = teacher_key(run.seed)
+        teacher = teacher_key(spec.teacher_of(run.seed))
         if store.result(teacher) is None:
             raise BlockSwapError(f"its teacher ({teacher}) did not finish")
         need["teacher"] = str(run_folder(out, teacher))

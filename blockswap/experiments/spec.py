@@ -78,7 +78,15 @@ class ExperimentSpec:
     # A given, trained teacher ("torchvision:resnet34" with a local weights file) instead of
     # teachers of `model` trained by the experiment (paper Sec. 6 uses a pretrained ResNet-34).
     teacher_model: str | None = None
+    # One teacher for every student: the seed of the teacher all students learn from (and L1
+    # pruning starts from). None: the student of seed s learns from the teacher of seed s (paper
+    # Sec. 5), so seed-to-seed differences include the teacher's.
+    teacher_seed: int | None = None
     teacher_weights: str | None = None
+
+    def teacher_of(self, seed: int) -> int:
+        """The seed of the teacher a student of `seed` learns from."""
+        return seed if self.teacher_seed is None else self.teacher_seed
 
     def method(self, name: str) -> MethodSpec | None:
         return next((m for m in self.methods if m.name == name), None)
@@ -96,7 +104,8 @@ class ExperimentSpec:
                 "search": self.search, "distill": self.distill, "input_size": self.input_size,
                 "methods": {m.name: m.to_dict() for m in self.methods},
                 "paper": self.paper, "description": self.description, "source": self.source,
-                "teacher_model": self.teacher_model, "teacher_weights": self.teacher_weights}
+                "teacher_model": self.teacher_model, "teacher_weights": self.teacher_weights,
+                **({"teacher_seed": self.teacher_seed} if self.teacher_seed is not None else {})}
 
 
 def presets() -> list[str]:
@@ -135,7 +144,8 @@ def load_experiment(source: str | Path, **overrides: Any) -> ExperimentSpec:
 _TYPES: dict[str, Any] = {"name": str, "description": str, "model": str, "data": str, "budgets": tuple[str, ...],
                           "seeds": tuple[int, ...], "teacher": dict, "student": dict, "search": dict,
                           "methods": dict, "distill": bool, "input_size": int | None, "paper": str | None,
-                          "teacher_model": str | None, "teacher_weights": str | None}
+                          "teacher_model": str | None, "teacher_weights": str | None,
+                          "teacher_seed": int | None}
 _KEYS = set(_TYPES)
 # [search]: the SearchConfig fields an experiment may set (model, budget, data, input_size and
 # signals come from the experiment and its methods).
@@ -190,7 +200,19 @@ def parse_experiment(raw: dict[str, Any], where: str = "experiment") -> Experime
         student=_train_config(raw.get("student", {}), "student", where), search=search, methods=methods,
         distill=raw.get("distill", True), input_size=input_size, paper=paper,
         description=raw.get("description", ""), source=where, teacher_model=teacher_model,
-        teacher_weights=raw.get("teacher_weights"))
+        teacher_weights=raw.get("teacher_weights"), teacher_seed=_teacher_seed(raw, teacher_model, where))
+
+
+def _teacher_seed(raw: dict[str, Any], teacher_model: str | None, where: str) -> int | None:
+    seed = raw.get("teacher_seed")
+    if seed is None:
+        return None
+    if seed < 0:
+        raise BlockSwapError(f"{where}: teacher_seed must be an integer >= 0, got {seed!r}")
+    if teacher_model is not None:
+        raise BlockSwapError(f"{where}: teacher_seed picks a teacher the experiment trains; with teacher_model "
+                             "the teacher is given: leave one out")
+    return seed
 
 
 def _method(name: str, opts: Any, default_seeds: tuple[int, ...], where: str) -> MethodSpec:

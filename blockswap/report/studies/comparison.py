@@ -111,8 +111,9 @@ def comparison(ctx: Context) -> Section:
             "pruning of the teacher to the budget in non-zero parameters (their MACs are the dense network's "
             "unless non-zero MACs were measured)."]
     if spec.distill:
-        text.append(f"Every student learns by attention transfer (beta {spec.student.beta:g}) from the teacher of its "
-                    f"seed, trained {spec.teacher.epochs} epochs on {_images(spec.teacher)}; 'training' is what the "
+        whose = "the teacher of its seed" if spec.teacher_seed is None else f"one teacher (seed {spec.teacher_seed})"
+        text.append(f"Every student learns by attention transfer (beta {spec.student.beta:g}) from {whose}, "
+                    f"trained {spec.teacher.epochs} epochs on {_images(spec.teacher)}; 'training' is what the "
                     "student's own weights saw (L1 pruning starts from the trained teacher's).")
     if paper and not paper_rows:
         text.append(f"The paper's numbers are on {paper['dataset']} with {paper['model']}: shown for reference "
