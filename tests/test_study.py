@@ -212,3 +212,11 @@ def _teacher_seed_file(tmp_path: Path, seed: int = 1) -> Path:
     path.write_text(BASE.replace("distill = false", f"distill = true\nteacher_seed = {seed}")
                     + '[methods.random]\nnetworks = 2\nseeds = [0, 1, 2]\nsignals = ["fisher"]\n[methods.l1]\n')
     return path
+
+
+def test_every_phase_runs_in_one_wave_and_students_after_what_they_need():
+    from blockswap.experiments.grid import PHASES
+    from blockswap.experiments.runner import WAVES
+
+    assert sorted(p for w in WAVES for p in w) == sorted(PHASES)  # each phase in exactly one wave
+    assert WAVES[-1] == ("student",)  # students need teachers and searches: the last wave

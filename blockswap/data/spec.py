@@ -166,14 +166,14 @@ def parse_data(text: "str | DataSpec | Any") -> DataSpec:
         return text
     if not isinstance(text, str):
         user = parse_user_data(text)
-        return DataSpec(USER_DATA_NAME, user.fingerprint, user)
+        return DataSpec(USER_DATA_NAME, user.fingerprint, user=user)
     text, holdout = _holdout(text.strip())
     spec = _parse_name(text)
     if holdout:
         if spec.user is not None or spec.entry.read is None:
             raise BlockSwapError(f"'?holdout=' carves in-memory datasets only, not {text!r}; "
                                  f"valid datasets: {choices([e.form for e in DATASETS.values() if e.read])}")
-        spec = DataSpec(spec.name, spec.path, holdout, spec.user)
+        spec = DataSpec(spec.name, spec.path, holdout=holdout)
     return spec
 
 
@@ -200,7 +200,7 @@ def _parse_name(text: str) -> DataSpec:
         if user is None:
             raise BlockSwapError(f"{text!r} names data given as tensors or a Dataset, not alive in this process; "
                                  "a name cannot bring them back: pass the same object again")
-        return DataSpec(USER_DATA_NAME, user.fingerprint, user)
+        return DataSpec(USER_DATA_NAME, user.fingerprint, user=user)
     if name not in DATASETS:
         raise BlockSwapError(f"unknown dataset {text!r}; valid datasets: {choices(dataset_forms())}"
                              f"{DATASETS.suggest(name)}")

@@ -27,7 +27,7 @@ from ..files import atomic_write_json, versions
 from ..outdir import RunFolder, claim_folder
 from ..progress import progress as progress_bar
 from ..registry import Registry
-from .grid import PHASES, Run, expand, teacher_key
+from .grid import Run, expand, teacher_key
 from .methods import METHODS
 from .spec import ExperimentSpec
 from .store import STORE_FILE, ExperimentStore, folder_in_use

@@ -53,8 +53,8 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
              + (f" with attention transfer (beta {spec.student.beta:g})" if spec.distill else " without distillation")
              + f"; budgets {', '.join(budget_text(b) for b in spec.budgets)}.",
              f"Runs: {counts['done']} done, {counts['failed']} failed, {counts['pending'] + counts['running']} "
-             "not finished. Errors are top-1 validation errors in percent, mean +- sample standard deviation "
-             "over seeds (n = runs)."
+             "not finished. Errors are top-1 errors in percent on the data's evaluation split (" + _evaluated_on(spec.data)
+             + "), mean +- sample standard deviation over seeds (n = runs)."
              + (" Teachers: " + ", ".join(f"seed {t['seed']} {t['result']['top1_error']:.2f}%" for t in teachers)
                 if teachers else "")]
     if paper:
@@ -71,6 +71,20 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     return {"out": str(out), "report": str(out / "report.md"), "html": str(out / "report.html"),
             "csv": str(out / "runs.csv"),
             "sections": [s.title for s in sections], "runs": dict(counts)}
+
+
+def _evaluated_on(data: str) -> str:
+    """Which images the errors are of, in words."""
+    from ..data.spec import parse_data
+
+    spec = parse_data(data)
+    if spec.holdout:
+        return f"{spec.holdout:,} training images carved out by a fixed seed, not the test set"
+    if spec.name in ("cifar10", "cifar100", "fashion-mnist", "mnist"):
+        return "the official test set"
+    if spec.name == "imagenet":
+        return "the val folder"
+    return "its validation split"
 
 
 RUN_COLUMNS = ("key", "phase", "method", "label", "budget", "seed", "model", "genotype", "candidate", "params",
