@@ -49,7 +49,9 @@ def experiment_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     intro = [f"Experiment `{spec.name}` ({spec.source}): {spec.description}",
              f"Teacher network {spec.model}" + (f" ({spec.teacher_model})" if spec.teacher_model else "")
              + f" on `{spec.data}`" + (f" at {spec.input_size}x{spec.input_size} pixels" if spec.input_size else "")
-             + f"; students trained {spec.student.epochs} epochs ({spec.student.recipe} recipe)"
+             + f"; students trained {spec.student.epochs} epochs"
+             + (f" on a fixed {spec.student.train_images:,} of the training images" if spec.student.train_images else "")
+             + f" ({spec.student.recipe} recipe)"
              + (f" with attention transfer (beta {spec.student.beta:g})" if spec.distill else " without distillation")
              + f"; budgets {', '.join(budget_text(b) for b in spec.budgets)}.",
              f"Runs: {counts['done']} done, {counts['failed']} failed, {counts['pending'] + counts['running']} "
