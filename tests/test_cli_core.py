@@ -41,3 +41,17 @@ def test_bad_input_gives_one_line_and_exit_2():
         assert res.returncode == 2, args
         assert "Traceback" not in res.stderr
         assert res.stderr.startswith("blockswap: error: ") and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_cost_table_rows_hold_every_column_of_the_json(capsys):
+    # The table and --json are two views of one count: every block's row shows its stage,
+    # type, channels, stride and parameters as --json gives them.
+    from blockswap.cli import main
+
+    assert main(["cost", "--model", "wrn-10-1", "--json"]) == 0
+    blocks = json.loads(capsys.readouterr().out)["per_block"]
+    assert main(["cost", "--model", "wrn-10-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for b in blocks:
+        row = next(line.split() for line in lines if line.split()[:1] == [str(b["index"])])
+        assert row[1:6] == [str(b["stage"]), b["block"], f"{b['c_in']}->{b['c_out']}", str(b["stride"]), str(b["params"])]

@@ -61,7 +61,8 @@ def run_cost(args: argparse.Namespace) -> int:
         print(dumps({**c.to_dict(), **({"latency_s": predicted, "latency_per_block_s": seconds,
                                         "latency_table": table.to_dict() | {"blocks": None}} if table else {})}))
         return 0
-    rows = [[b.index, b.stage, b.block,  # stages from 0, as blocks and --json f"{b.c_in}->{b.c_out}", b.stride, b.params, format_count(b.macs),
+    # Stages numbered from 0, as the blocks and --json number them.
+    rows = [[b.index, b.stage, b.block, f"{b.c_in}->{b.c_out}", b.stride, b.params, format_count(b.macs),
              *([f"{1e3 * seconds[b.index]:.3f}"] if table else [])] for b in c.per_block]
     print(format_table(rows, ["block", "stage", "type", "channels", "stride", "params", "MACs",
                               *(["ms"] if table else [])], align="rrllrrrr"))
