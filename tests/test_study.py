@@ -107,16 +107,22 @@ def _fake_store(tmp_path: Path) -> Path:
     spec = load_experiment(_file(tmp_path, '[methods.random]\nnetworks = 5\nrepeat = 2\nseeds = [0, 1, 2]\n'
                                            'signals = ["fisher", "macs"]\n'
                                            '[methods.blockswap]\nrank_by = ["fisher", "mean_rank(fisher,macs)"]\n'))
-    out = tmp_path / "exp"
+    return _store(tmp_path / "exp", spec, {
+        f"student/random/100k/n{i:03d}/s{seed}": {"top1_error": e, "params": 99_000 + i, "macs": MACS[i] * 10**6,
+                                                  "genotype": f"G{i}",
+                                                  "signals": {"fisher": FISHER[i], "macs": MACS[i] * 10**6}}
+        for (i, seed), e in ERRORS.items()})
+
+
+def _store(out: Path, spec, results: dict[str, dict]) -> Path:
+    """An experiment store of `spec` in `out` whose runs `results` are done (nothing trained)."""
     out.mkdir()
     runs = expand(spec)
     with ExperimentStore(out / "experiment.sqlite") as store:
         store.bind(spec.to_dict(), runs)
         store.add(runs)
-        for (i, seed), e in ERRORS.items():
-            store.mark(f"student/random/100k/n{i:03d}/s{seed}", "done",
-                       result={"top1_error": e, "params": 99_000 + i, "macs": MACS[i] * 10**6, "genotype": f"G{i}",
-                               "signals": {"fisher": FISHER[i], "macs": MACS[i] * 10**6}})
+        for key, result in results.items():
+            store.mark(key, "done", result=result)
     return out
 
 
@@ -176,15 +182,9 @@ def test_a_reduced_network_far_from_every_budget_run_so_far_is_left_out(tmp_path
     path = tmp_path / "r.toml"
     path.write_text(text)
     spec = load_experiment(path)
-    out = tmp_path / "exp"
-    out.mkdir()
-    runs = expand(spec)
-    with ExperimentStore(out / "experiment.sqlite") as store:
-        store.bind(spec.to_dict(), runs)
-        store.add(runs)
-        for model, n in (("wrn-16-1", 175_066), ("wrn-10-2", 303_706)):
-            store.mark(f"student/reduced/{model}/s0", "done",
-                       result={"top1_error": 20.0, "params": n, "macs": 10**6, "genotype": None, "model": model})
+    out = _store(tmp_path / "exp", spec, {
+        f"student/reduced/{model}/s0": {"top1_error": 20.0, "params": n, "macs": 10**6, "genotype": None, "model": model}
+        for model, n in (("wrn-16-1", 175_066), ("wrn-10-2", 303_706))})
     md = Path(experiment_report(out, tmp_path / "report")["report"]).read_text()
     assert "| WRN-16-1 |" in md and "WRN-10-2" not in md
 
