@@ -16,7 +16,7 @@ ratio is of figures measured in this run, under the same load:
              (forward under autocast, logits, attention maps and losses in float32, `at_loss`),
              then backward and an SGD step as `train.loop` does, for a WRN-16-2 teacher
              (cross-entropy) and a student of G(4) blocks distilled from it; float32 against
-             bf16 autocast (``TrainConfig(amp="cpu")``) step by step. Skipped (one line) on a
+             bf16 autocast (``TrainConfig(amp=True)``) step by step. Skipped (one line) on a
              CPU without AVX512-BF16/AMX, where the trainer refuses bf16.
 4. --profile `torch.profiler` over one default-path score end to end: the top operators by
              self CPU time, and the time in build, memory-format conversion, forward kernels,
@@ -170,7 +170,7 @@ def stepper(desc, teacher, amp, seed: int):
 def training(args) -> dict[str, dict[str, list[float]]] | None:
     if not cpu_has_bf16():
         print("\n3. training: this CPU has no AVX512-BF16/AMX instructions: bf16 autocast is unsupported "
-              "(the trainer refuses --amp-cpu); bf16 columns skipped")
+              "(the trainer refuses --amp); bf16 columns skipped")
         return None
     split = load_split(args.data, "train", args.train_size)
     gen = torch.Generator().manual_seed(args.seed)
@@ -181,7 +181,7 @@ def training(args) -> dict[str, dict[str, list[float]]] | None:
                          split.num_classes, args.train_size)
     out, rows = {}, []
     for role, desc, t in (("teacher (CE)", t_desc, None), ("student (CE + AT)", s_desc, teacher)):
-        steps = {"float32": stepper(desc, t, False, args.seed), "bf16": stepper(desc, t, "cpu", args.seed)}
+        steps = {"float32": stepper(desc, t, False, args.seed), "bf16": stepper(desc, t, True, args.seed)}
         ips: dict[str, list[float]] = {k: [] for k in steps}
         for i, batch in enumerate(batches):
             for k in (list(steps) if i % 2 == 0 else list(steps)[::-1]):

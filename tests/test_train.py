@@ -287,7 +287,7 @@ def test_ddp_two_gloo_processes_match_single_process_gradient_accumulation(tmp_p
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "blockswap", "train", "teacher", "--model", "wrn-10-1", "--input-size", "16",
          "--data", "synthetic", "--out", str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "64",
-         "--cutout", "8", "--seed", str(seed), "--quiet"],
+         "--cutout", "8", "--seed", str(seed), "--no-amp", "--quiet"],  # float32, as the reference below
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     state = load_checkpoint(tmp_path / "ddp")
@@ -353,25 +353,77 @@ def test_sigterm_during_a_checkpoint_write_leaves_no_temporary_file(tmp_path):
         signal.signal(signal.SIGTERM, before)
 
 
-def test_amp_cpu_trains_in_bf16_where_the_cpu_has_it_and_is_refused_elsewhere(tmp_path, monkeypatch):
+def test_amp_trains_in_bf16_by_default_where_the_cpu_has_it_and_is_refused_when_asked_elsewhere(tmp_path, monkeypatch):
     import importlib
 
     evaluate_module = importlib.import_module("blockswap.train.evaluate")  # the package exports a function so named
-
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    if "avx512_bf16" in flags or "amx_bf16" in flags:
-        record = train_model(_tiny(epochs=1, amp="cpu"), "synthetic", tmp_path / "bf16", MODEL, progress=False)
-        assert record["mixed_precision"] == "torch.bfloat16" and record["config"]["amp"] == "cpu"
-        assert math.isfinite(record["history"][0]["train_loss"])
-    monkeypatch.setattr(evaluate_module, "cpu_has_bf16", lambda: False)
-    with pytest.raises(BlockSwapError, match=r"needs a CPU with AVX512-BF16 or AMX instructions; this CPU \("):
-        train_model(_tiny(epochs=1, amp="cpu"), "synthetic", tmp_path / "no", MODEL, progress=False)
-    assert not (tmp_path / "no" / "checkpoint.pt").exists()
     from blockswap.cli import main
 
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    default = train_model(_tiny(epochs=1), "synthetic", tmp_path / "default", MODEL, progress=False)
+    assert default["config"]["amp"] == "auto"
+    assert default["precision"] == ("bfloat16" if native else "float32")  # the CPU's flags decide
+    assert math.isfinite(default["history"][0]["train_loss"])
+    off = train_model(_tiny(epochs=1, amp=False), "synthetic", tmp_path / "off", MODEL, progress=False)
+    assert off["precision"] == "float32" and off["mixed_precision"] is None
+    if native:
+        asked = train_model(_tiny(epochs=1, amp=True), "synthetic", tmp_path / "bf16", MODEL, progress=False)
+        assert asked["precision"] == "bfloat16" and asked["mixed_precision"] == "torch.bfloat16"
+        # Autocast really ran: the loss differs from float32's on the same seed and data.
+        assert asked["history"][0]["train_loss"] != off["history"][0]["train_loss"]
+    assert _tiny(amp="cpu").amp is True  # the 0.2 spelling of bf16 on the CPU
+
+    monkeypatch.setattr(evaluate_module, "cpu_has_bf16", lambda: False)
+    assert train_model(_tiny(epochs=1), "synthetic", tmp_path / "auto-no", MODEL,
+                       progress=False)["precision"] == "float32"  # "auto": float32 where bf16 is emulated
+    with pytest.raises(BlockSwapError, match=r"needs a CPU with AVX512-BF16 or AMX instructions; this CPU \("):
+        train_model(_tiny(epochs=1, amp=True), "synthetic", tmp_path / "no", MODEL, progress=False)
+    assert not (tmp_path / "no" / "checkpoint.pt").exists()
     assert main(["train", "teacher", "--model", "wrn-10-1", "--data", "synthetic", "--out", str(tmp_path / "cli"),
-                 "--amp-cpu", "--quiet"]) == 2
-    assert train_model(_tiny(epochs=1), "synthetic", tmp_path / "default", MODEL,
-                       progress=False)["mixed_precision"] is None  # the default is unchanged: float32 on CPU
-    with pytest.raises(BlockSwapError, match="amp must be True, False or 'cpu', got 'gpu'"):
+                 "--amp", "--quiet"]) == 2
+    with pytest.raises(BlockSwapError, match="amp must be True, False or 'auto', got 'gpu'"):
         _tiny(amp="gpu")
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_in(tmp_path, monkeypatch):
+    """A checkpoint states its precision; one written before it did (0.2: amp=True was float32 on
+    a CPU) counts as float32, so it resumes under --no-amp and is refused under bf16."""
+    import importlib
+
+    evaluate_module = importlib.import_module("blockswap.train.evaluate")
+    monkeypatch.setattr(evaluate_module, "cpu_has_bf16", lambda: True)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(row):
+        raise Interrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train_model(_tiny(epochs=2, amp=False), "synthetic", out, MODEL, progress=False, on_epoch_end=stop)
+    ckpt = out / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["precision"] == "float32"
+    del state["precision"]  # as 0.2 wrote it: amp=True, which trained a CPU run in float32
+    state["config"]["amp"] = True
+    torch.save(state, ckpt)
+    for amp in ("auto", True):
+        with pytest.raises(BlockSwapError, match=r"precision 'float32', not 'bfloat16'; resume it with amp=False"):
+            train_model(_tiny(epochs=2, amp=amp), "synthetic", out, MODEL, resume=True, progress=False)
+    record = train_model(_tiny(epochs=2, amp=False), "synthetic", out, MODEL, resume=True, progress=False)
+    assert record["precision"] == "float32" and record["epochs_done"] == 2
+
+
+def test_the_old_amp_cpu_flag_still_means_amp_with_a_warning(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    from blockswap.cli import main
+
+    monkeypatch.setattr(importlib.import_module("blockswap.train.evaluate"), "cpu_has_bf16", lambda: True)
+    assert main(["train", "teacher", "--model", "wrn-10-1", "--data", "synthetic", "--epochs", "1",
+                 "--batch-size", "64", "--out", str(tmp_path), "--amp-cpu", "--quiet"]) == 0
+    assert "warning: --amp-cpu is deprecated, use --amp" in capsys.readouterr().err
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["config"]["amp"] is True and record["precision"] == "bfloat16"

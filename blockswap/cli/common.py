@@ -42,7 +42,7 @@ class Deprecated(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(f"warning: {option_string} is deprecated, use {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)  # nargs=0: a switch
 
 
 def deprecated_alias(parser, old: str, new: str, dest: str, **kwargs) -> None:

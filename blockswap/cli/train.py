@@ -22,7 +22,7 @@ from ..space.genotype import load_genotype
 from ..space.refs import is_torchvision, torchvision_arch
 from ..train import RECIPES, ModelDesc, TrainConfig, load_checkpoint, parse_model, recipe, train_model
 from .common import (CLASSIFICATION_DATA_HELP, DEVICE_HELP, LOADER_WORKERS, OVERWRITE_HELP, QUIET_HELP,
-                     TORCHVISION_WEIGHTS_HELP, deprecated_alias, non_negative, positive)
+                     TORCHVISION_WEIGHTS_HELP, Deprecated, deprecated_alias, non_negative, positive)
 
 _TYPES = {"float": float, "str": str}
 _MAY_BE_ZERO = frozenset({"seed", "crop_pad", "cutout", "workers", "train_images"})  # integer settings where 0 means something
@@ -98,11 +98,14 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
         text = (helps.get(f.name, "") + f" ({_recipe_defaults(f.name)})").replace("%", "%%")
         if f.type == "bool":
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif f.name == "amp":  # True / False / "cpu"
+        elif f.name == "amp":  # True / False; left out: the recipe's "auto"
             g.add_argument("--amp", dest="amp", action=argparse.BooleanOptionalAction, default=None,
-                           help="mixed precision on CUDA (bf16, or fp16 with loss scaling); float32 on CPU")
-            g.add_argument("--amp-cpu", dest="amp", action="store_const", const="cpu",
-                           help="bf16 autocast on the CPU too (CPUs with AVX512-BF16 or AMX only; refused on others)")
+                           help="mixed precision: bf16 autocast on CPUs with AVX512-BF16 or AMX (refused on "
+                                "others), bf16 or fp16 with loss scaling on CUDA; --no-amp: float32 "
+                                "(default: where the device has it natively, float32 elsewhere)")
+            g.add_argument("--amp-cpu", dest="amp", action=Deprecated, new="--amp", nargs=0, const=True,
+                           default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)
         else:
             kind = (non_negative if f.name in _MAY_BE_ZERO else positive) if f.type == "int" else _TYPES[f.type]
             metavar = flag[2:].replace("-", "_").upper()

@@ -25,6 +25,16 @@ STATUSES = ("pending", "running", "done", "failed")
 # Settings whose change makes finished runs mean something else; budgets, seeds and methods
 # may change between invocations (runs are added, or left out of the report).
 _FIXED = ("model", "data", "teacher", "student", "search", "distill", "input_size", "teacher_model", "teacher_weights")
+# Training fields compared per run instead: `amp` is a request (its 0.2 value True meant float32 on
+# a CPU), and each run's training checks the precision it computes in when it resumes.
+_PER_RUN = frozenset({"amp"})
+
+
+def _fixed(spec: dict[str, Any], key: str) -> Any:
+    value = spec.get(key)
+    if key in ("teacher", "student") and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _PER_RUN}
+    return value
 
 
 class ExperimentStore:
@@ -79,7 +89,7 @@ class ExperimentStore:
         old = self.spec()
         if old is None or not self._any_done():
             return
-        changed = [k for k in _FIXED if old.get(k) != spec.get(k)]
+        changed = [k for k in _FIXED if _fixed(old, k) != _fixed(spec, k)]
         if changed:
             raise BlockSwapError(
                 f"{str(self.path)!r} holds an experiment with other {', '.join(changed)} "

@@ -58,10 +58,13 @@ def method(record: dict[str, Any]) -> str:
 def _setting(record: dict[str, Any]) -> dict[str, Any]:
     """Everything that shapes a run's result except its seed: runs with equal settings are
     repeats of one experiment, and only those are averaged."""
+    # `amp` is a request; the precision a run computed in is what shapes its result.
     config = {k: v for k, v in record.get("config", {}).items()
-              if k != "seed" and k not in RUNTIME_FIELDS and k != "recipe"}
+              if k not in ("seed", "recipe", "amp") and k not in RUNTIME_FIELDS}
+    mixed = record.get("mixed_precision")  # records before "precision": "torch.bfloat16" or None
+    precision = record.get("precision") or ("float32" if mixed is None else str(mixed).removeprefix("torch."))
     return {"role": record.get("role"), "model": record.get("model"), "data": record.get("data"),
-            "teacher": record.get("teacher"), "genotype": record.get("genotype"), **config}
+            "teacher": record.get("teacher"), "genotype": record.get("genotype"), "precision": precision, **config}
 
 
 def _flat(setting: dict[str, Any], prefix: str = "") -> dict[str, Any]:

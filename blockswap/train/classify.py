@@ -36,10 +36,10 @@ from ..errors import BlockSwapError
 from ..files import versions
 from ..seeding import derive_seed
 from .checkpoint import CHECKPOINT, RUN_RECORD, TRAIN_FOLDER, load_model
-from .config import RUNTIME_FIELDS, TrainConfig, recipe, run_seeds
+from .config import RESUME_RUNTIME_FIELDS, TrainConfig, recipe, run_seeds
 from .distill import at_loss, kd_loss
 from .distributed import Distributed
-from .evaluate import amp_dtype, autocast, evaluate
+from .evaluate import amp_dtype, autocast, evaluate, legacy_precision, precision_name
 from .loop import TRAIN_TASKS, fit
 from .models import ModelDesc, _module_teacher, init_model, module_fingerprint, parse_model
 from .prune import Masks, apply_masks, l1_masks, nonzero_params, snip_masks, sparse_macs
@@ -140,9 +140,11 @@ class Classification:
             if cfg.schedule == "cosine" else \
             torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_epochs, cfg.step_gamma)
         identity = {"role": role, "model": desc.to_dict(), "data": str(data), "config": asdict(cfg),
-                    "teacher": None if self.teacher is None else self.teacher.identity}
+                    "teacher": None if self.teacher is None else self.teacher.identity,
+                    "precision": precision_name(self.amp_dtype)}
         self.state = TrainState(
-            net, optimizer, identity, CHECKPOINT, RUNTIME_FIELDS, scheduler=scheduler,
+            net, optimizer, identity, CHECKPOINT, RESUME_RUNTIME_FIELDS, scheduler=scheduler,
+            legacy=lambda old: {"precision": legacy_precision(old.get("config", {}).get("amp", True), dev)},
             scaler=torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16),
             generator=torch.Generator().manual_seed(self.seeds["data"]),  # data order + augmentation, on CPU
             extra={"seeds": {"run": cfg.seed, **self.seeds}, **({"masks": masks} if masks else {})})

@@ -49,15 +49,19 @@ class TrainConfig:
     seed: int = field(default=0, metadata=rules(min=0))
     eval_batch_size: int = field(default=500, metadata=rules(min=1))  # images per evaluation step (no effect on results)
     workers: int = field(default=4, metadata=rules(min=0))  # ImageNet loader processes per training process
-    # Mixed precision: True on CUDA (bf16, or fp16 with loss scaling), float32 on CPU; "cpu": bf16
-    # autocast on the CPU too (CPUs with AVX512-BF16 or AMX only); False: float32 everywhere.
-    amp: bool | str = True
+    # Mixed precision. "auto": where the device computes it natively: CUDA (bf16, or fp16 with
+    # loss scaling) and CPUs with AVX512-BF16 or AMX (bf16 autocast), float32 elsewhere; True: the
+    # same, refused on a CPU without bf16 instructions; False: float32 everywhere. The run's record
+    # states what it ran in ("precision"); bf16's accuracy and speed are in docs/results.md.
+    amp: bool | str = "auto"
     channels_last: bool = True  # NHWC memory format on CUDA; ignored on CPU
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if not (isinstance(self.amp, bool) or self.amp == "cpu"):
-            raise BlockSwapError(f"amp must be True, False or 'cpu', got {self.amp!r}")
+        if self.amp == "cpu":  # the 0.2 spelling of True (bf16 on the CPU too)
+            object.__setattr__(self, "amp", True)
+        if not (isinstance(self.amp, bool) or self.amp == "auto"):
+            raise BlockSwapError(f"amp must be True, False or 'auto', got {self.amp!r}")
 
     @property
     def augmentation(self) -> Augment | None:
@@ -66,6 +70,9 @@ class TrainConfig:
 
 # Fields that may differ when a run resumes: they change speed or memory, never the numbers.
 RUNTIME_FIELDS = frozenset({"eval_batch_size", "workers"})
+# `amp` is a request; what a run computes in is its identity's "precision" (the same request can
+# mean bf16 on one CPU and float32 on another), so a resumed run compares the precision instead.
+RESUME_RUNTIME_FIELDS = RUNTIME_FIELDS | {"amp"}
 
 _CIFAR = TrainConfig()
 RECIPES: Registry[TrainConfig] = Registry("recipe")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,20 +57,36 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
     """The autocast type of a training run with setting `amp` (`TrainConfig.amp`), or None.
 
-    CUDA (`amp` True or "cpu"): bf16 where the GPU has it, else fp16 (the caller scales the
-    loss). CPU (`amp` "cpu" only): bf16, on CPUs with bf16 instructions (AVX512-BF16 or AMX);
-    elsewhere autocast emulates bf16 and is slower than float32, so it is refused.
+    CUDA (`amp` True or "auto"): bf16 where the GPU has it, else fp16 (the caller scales the
+    loss). CPU: bf16 on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere autocast
+    emulates bf16 and is slower than float32, so "auto" means float32 there and True is refused.
     """
+    if not amp:
+        return None
     if device.type == "cuda":
-        if not amp:
-            return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and amp == "cpu":
-        if not cpu_has_bf16():
-            raise BlockSwapError(f"--amp-cpu: bf16 autocast needs a CPU with AVX512-BF16 or AMX instructions; "
-                                 f"{cpu_name()} has neither; leave --amp-cpu out")
-        return torch.bfloat16
+    if device.type == "cpu":
+        if cpu_has_bf16():
+            return torch.bfloat16
+        if amp is True:
+            raise BlockSwapError(f"--amp: bf16 autocast needs a CPU with AVX512-BF16 or AMX instructions; "
+                                 f"{cpu_name()} has neither; use --no-amp (float32) or leave --amp out")
     return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """"bfloat16", "float16" or "float32": what a run computes in (its identity's "precision")."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def legacy_precision(amp: Any, device: torch.device) -> str:
+    """What a checkpoint written before runs recorded their precision computed in: blockswap 0.2
+    ran True in mixed precision on CUDA only and "cpu" in bf16 on the CPU too."""
+    if not amp or (device.type == "cpu" and amp != "cpu"):
+        return "float32"
+    if device.type == "cpu":
+        return "bfloat16"
+    return precision_name(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
 def _cpu_flags() -> set[str]:

@@ -50,6 +50,8 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)
     # Config fields added since older checkpoints were written, with the value those runs had.
     added: dict[str, Any] = field(default_factory=dict)
+    # Identity entries older checkpoints lack, derived from what they hold (checkpoint -> entries).
+    legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def save(self, path: Path) -> None:
         """The checkpoint after `epoch` epochs, written atomically (old file or new, never torn)."""
@@ -71,6 +73,8 @@ class TrainState:
     def load(self, path: Path, device: torch.device, *, writer: str, hint: str) -> dict[str, Any]:
         """Restore the checkpoint at `path` into this state (after `check_same_run`); returns it."""
         state = load_checkpoint(path, device, kind=self.kind, writer=writer, hint=hint)
+        if self.legacy is not None:
+            state = {**self.legacy(state), **state}
         check_same_run(state, self.identity, path, self.runtime, self.added)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -112,8 +116,10 @@ def check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path,
             continue
         was = _with_new_fields(state.get(key), now)
         if was != now:
+            hint = f"; resume it with amp={'False' if was == 'float32' else 'True'} (--no-amp / --amp)" \
+                if key == "precision" else ""
             raise BlockSwapError(f"cannot resume {str(path)!r}: it was a run with {key} "
-                                 f"{_brief(state.get(key))}, not {_brief(now)}")
+                                 f"{_brief(state.get(key))}, not {_brief(now)}{hint}")
     old, new = {**(added or {}), **state.get("config", {})}, identity.get("config", {})
     changed = [name for name, value in new.items() if name not in runtime and old.get(name) != value]
     if changed:
