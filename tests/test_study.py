@@ -189,6 +189,21 @@ def test_a_reduced_network_far_from_every_budget_run_so_far_is_left_out(tmp_path
     assert "| WRN-16-1 |" in md and "WRN-10-2" not in md
 
 
+def test_the_comparison_caption_describes_only_the_methods_the_report_has(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(BASE + '[methods.reduced]\nmodels = ["wrn-10-1"]\n[methods.snip]\n')
+    spec = load_experiment(path)
+    out = _store(tmp_path / "exp", spec, {
+        "student/reduced/wrn-10-1/s0": {"top1_error": 20.0, "params": 78_042, "macs": 10**6, "genotype": None,
+                                        "model": "wrn-10-1"},
+        "student/snip/100k/s0": {"top1_error": 15.0, "params": 300_000, "nonzero_params": 100_000, "macs": 10**7,
+                                 "genotype": None}})
+    md = Path(experiment_report(out, tmp_path / "report")["report"]).read_text()
+    caption = next(line for line in md.splitlines() if line.startswith("Students at each budget"))
+    assert "reduced: smaller networks" in caption and "SNIP: unstructured SNIP" in caption
+    assert "random" not in caption and "BlockSwap" not in caption and "single" not in caption and "L1" not in caption
+
+
 def test_teacher_seed_makes_one_teacher_for_every_student(tmp_path):
     spec = load_experiment(_teacher_seed_file(tmp_path))
     runs = expand(spec)

@@ -55,6 +55,7 @@ class Method:
     order: Callable[[dict[str, Any]], tuple] = lambda detail: ()  # within the rank: e.g. most samples first
     series: Callable[[dict[str, Any]], str] | None = None  # the line in error-vs-cost figures (None: label)
     summary: str = ""  # one line: what the method's students are
+    title: str = ""  # its name in prose ("BlockSwap", "L1"); "" = `name`
     # A teacher of `model` trained by the experiment even without distillation (`teacher_model`
     # cannot stand in), whose trained weights each student starts from (l1 prunes them).
     from_teacher_weights: bool = False

@@ -108,4 +108,5 @@ def _series(detail) -> str:
 METHODS.add("blockswap", Method(
     "blockswap", per_budget(_students), _label, rank=0, options=BlockSwapOptions, searches=_searches,
     pick=_pick, order=lambda d: (bool(d.get("rank_by")), -d["best_of"]), series=_series,
-    summary="the best Fisher potential of the first n samples of one search"))
+    summary="the best Fisher potential of the first n samples of one search (the best of another signal where "
+            "the label says \"by\")", title="BlockSwap"))

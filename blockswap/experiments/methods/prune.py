@@ -14,7 +14,9 @@ def prune_method(criterion: str, label: str, rank: int, from_teacher_weights: bo
                     {"prune": criterion, "prune_params": int(budget.target)})]
 
     return Method(criterion, per_budget(students), lambda d: label, rank=rank, from_teacher_weights=from_teacher_weights,
-                  summary=f"unstructured {label} of the teacher to the budget in non-zero parameters")
+                  summary=f"unstructured {label} of the teacher to the budget in non-zero parameters (their MACs "
+                          "are the dense network's unless non-zero MACs were measured)",
+                  title=criterion.upper())
 
 
 METHODS.add("l1", prune_method("l1", "L1 pruning", 5, from_teacher_weights=True))

@@ -26,4 +26,4 @@ def _students(spec, m: MethodSpec, seed: int) -> list[Run]:
 METHODS.add("reduced", Method(
     "reduced", _students, lambda d: d["model"].upper(), rank=3, options=ReducedOptions,
     order=lambda d: (not d["model"].startswith("wrn"),),  # WRN before ResNet, as the paper's tables
-    summary="smaller networks of the teacher's family, at the budget nearest their size"))
+    summary="smaller networks of the teacher's family, at the budget nearest their size (within 1.5x of it)"))

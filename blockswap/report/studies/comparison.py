@@ -104,12 +104,11 @@ def comparison(ctx: Context) -> Section:
             images.append((f"error_vs_{cost}.png", f"Top-1 error against {'non-zero parameters' if cost == 'params' else 'MACs'} "
                            "with each method's Pareto front (paper Figure 3)"
                            + ("; random networks one point each" if any(p["method"] == "random" for p in points) else "")))
-    text = ["Students at each budget (paper Table 2 and Appendix C). BlockSwap: the best Fisher potential of "
-            "the first n samples of one search; random: networks drawn uniformly from the budget window, each "
-            "trained once; single: every block one type (Moonshine), the types whose network cost lies nearest "
-            "the budget; reduced networks sit at the budget nearest their size (within 1.5x of it); L1 and SNIP: unstructured "
-            "pruning of the teacher to the budget in non-zero parameters (their MACs are the dense network's "
-            "unless non-zero MACs were measured)."]
+    # Only the methods this report has: each as its registry summary (a reader must not look for
+    # random networks in a report without them).
+    present = sorted({method_of(r) for r in done if method_of(r).in_comparison}, key=lambda m: m.rank)
+    text = ["Students at each budget (paper Table 2 and Appendix C). "
+            + "; ".join(f"{m.title or m.name}: {m.summary}" for m in present) + "."]
     if spec.distill:
         whose = "the teacher of its seed" if spec.teacher_seed is None else f"one teacher (seed {spec.teacher_seed})"
         text.append(f"Every student learns by attention transfer (beta {spec.student.beta:g}) from {whose}, "
