@@ -150,6 +150,27 @@ def test_report_states_seed_noise_spread_and_each_signals_top1(tmp_path):
     assert signals["mean_rank(fisher,macs)"][4] == f"{mean_err[first]:.2f}"
 
 
+def test_with_every_network_on_several_seeds_the_protocol_states_the_noise_and_spread_of_the_means(tmp_path):
+    errors = {(0, 0): 10.0, (0, 1): 10.6, (1, 0): 12.5, (1, 1): 12.1, (2, 0): 9.0, (2, 1): 9.9,
+              (3, 0): 15.0, (3, 1): 14.2, (4, 0): 11.0, (4, 1): 11.8}
+    spec = load_experiment(_file(tmp_path, '[methods.random]\nnetworks = 5\nrepeat = 5\nseeds = [0, 1]\n'
+                                           'signals = ["fisher"]\n'))
+    out = _store(tmp_path / "exp", spec, {
+        f"student/random/100k/n{i:03d}/s{seed}": {"top1_error": e, "params": 99_000, "macs": 10**6, "genotype": "G",
+                                                  "signals": {"fisher": FISHER[i]}}
+        for (i, seed), e in errors.items()})
+    experiment_report(out, tmp_path / "report")
+    tables = __import__("json").loads((tmp_path / "report" / "summary.json").read_text())["tables"]
+    rows = tables["Protocol: seed noise against the spread across networks"][0]["rows"]
+    # by hand: pooled variance of the five pairs; the std of the five pair means; noise of a mean of 2
+    noise = math.sqrt(statistics.fmean(np.var([errors[i, 0], errors[i, 1]], ddof=1) for i in range(5)))
+    means = [(errors[i, 0] + errors[i, 1]) / 2 for i in range(5)]
+    assert rows[1][0].endswith("mean of 2 seeds")
+    assert rows[1][1].startswith(f"{noise / math.sqrt(2):.2f}")
+    assert rows[1][2].startswith(f"{np.std(means, ddof=1):.2f} (5 networks)")
+    assert rows[1][4] == f"{np.std(means, ddof=1) / (noise / math.sqrt(2)):.1f}x"
+
+
 def test_runs_csv_recomputes_the_comparison_table(tmp_path):
     out = _fake_store(tmp_path)
     experiment_report(out, tmp_path / "report")
