@@ -83,8 +83,8 @@ def error_vs_cost(rows: Sequence[dict[str, Any]], path: str | Path, cost: str = 
 def error_densities(random_errors: dict[str, list[float]], lines: dict[str, dict[str, float]],
                     path: str | Path) -> Path:
     """One panel per budget: the density of the random networks' final errors (filled, with a rug)
-    and each reference student's error as a vertical line: BlockSwap solid red, single-blocktype
-    students grey, one dash pattern each (paper Figure 2)."""
+    and each reference student's error as a vertical line: BlockSwap solid reds (one shade and width
+    each), single-blocktype students grey, one dash pattern each (paper Figure 2)."""
     plt = pyplot()
     budgets = list(random_errors) or ["-"]
     fig, axes = plt.subplots(1, len(budgets), figsize=(4.5 * len(budgets), 3.6), squeeze=False)
@@ -106,8 +106,13 @@ def error_densities(random_errors: dict[str, list[float]], lines: dict[str, dict
             for i, (name, err) in enumerate(singles):
                 # Single-blocktype students: thin grey lines of distinct dashes, names in the legend.
                 ax.axvline(err, color="0.35", ls=_DASHES[i % len(_DASHES)], lw=1.2, label=f"{name} {err:.2f}")
-            for name, err in sorted(kv for kv in refs.items() if kv not in singles):
-                ax.axvline(err, color="#c44e52", ls="-", lw=2.5, label=f"{name} {err:.2f}")
+            picks = sorted(kv for kv in refs.items() if kv not in singles)
+            for j, (name, err) in enumerate(picks):
+                # BlockSwap students: solid reds, light and wide to dark and narrow, drawn in that
+                # order, so that picks at the same error (best of 100 = best of 1000) stay visible.
+                t = j / max(len(picks) - 1, 1)
+                ax.axvline(err, color=plt.cm.Reds(0.45 + 0.5 * t), ls="-", lw=5.0 - 3.0 * t,
+                           label=f"{name} {err:.2f}")
         ax.set_title(f"budget {budget}")
         ax.set_xlabel("top-1 error (%)")
         ax.set_yticks([])
