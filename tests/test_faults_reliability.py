@@ -312,8 +312,10 @@ def test_workers_die_quietly_when_signalled_during_start_up(tmp_path, how):
     from helpers import ROOT
 
     cmd = [sys.executable, "-m", "blockswap", "search", "--model", "wrn-10-1", "--budget", "40k", "--tolerance",
-           "0.2", "--data", "synthetic", "--batch-size", "8", "--input-size", "16", "--samples", "4",
+           "0.2", "--data", "synthetic", "--batch-size", "8", "--input-size", "16", "--samples", "300",
            "--executor", "process", "--score-workers", "2", "--out", str(tmp_path / "s"), "--quiet"]
+    # 300 samples: seconds of scoring after start-up, so that a loaded machine whose poll below first
+    # sees the workers late still signals a running search, not one already finished (exit 0).
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
