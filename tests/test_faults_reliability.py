@@ -315,10 +315,17 @@ def test_workers_die_quietly_when_signalled_during_start_up(tmp_path, how):
            "0.2", "--data", "synthetic", "--batch-size", "8", "--input-size", "16", "--samples", "300",
            "--executor", "process", "--score-workers", "2", "--out", str(tmp_path / "s"), "--quiet"]
     # 300 samples: seconds of scoring after start-up, so that a loaded machine whose poll below first
-    # sees the workers late still signals a running search, not one already finished (exit 0).
+    # sees the workers late still signals a running search, not one already finished.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored across
+    # exec: the search would then never see the Ctrl-C. Give it what a terminal gives (a handled
+    # signal is reset to the default on exec, an ignored one is not).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     # Wait (no timing asserted) until both workers are importing torch: the middle of their start-up,
     # after they read what the parent sends first (a kill -9 before that cannot be caught by anyone).
     deadline = time.monotonic() + 120
