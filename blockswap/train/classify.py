@@ -204,8 +204,10 @@ class Classification:
         pass  # BN statistics: DDP broadcasts rank 0's buffers at every forward
 
     def evaluate(self) -> dict[str, float]:
+        # In float32 whatever the training precision: the errors a run records are the ones
+        # `blockswap evaluate` gives its checkpoint (bf16 logits flip near-tied predictions).
         val = evaluate(self.net, self.val_split, batch_size=self.cfg.eval_batch_size, dist=self.dist,
-                       amp_dtype=self.amp_dtype, memory_format=self.mf)
+                       memory_format=self.mf)
         return {k: val[k] for k in ("loss", "top1_error", "top5_error")}
 
     @staticmethod
