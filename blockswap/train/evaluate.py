@@ -82,11 +82,9 @@ def precision_name(dtype: torch.dtype | None) -> str:
 def legacy_precision(amp: Any, device: torch.device) -> str:
     """What a checkpoint written before runs recorded their precision computed in: blockswap 0.2
     ran True in mixed precision on CUDA only and "cpu" in bf16 on the CPU too."""
-    if not amp or (device.type == "cpu" and amp != "cpu"):
-        return "float32"
     if device.type == "cpu":
-        return "bfloat16"
-    return precision_name(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        return "bfloat16" if amp == "cpu" else "float32"
+    return precision_name(amp_dtype(bool(amp), device))  # CUDA: as today
 
 
 def _cpu_flags() -> set[str]:
