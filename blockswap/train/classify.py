@@ -145,6 +145,7 @@ class Classification:
         self.state = TrainState(
             net, optimizer, identity, CHECKPOINT, RESUME_RUNTIME_FIELDS, scheduler=scheduler,
             legacy=lambda old: {"precision": legacy_precision(old.get("config", {}).get("amp", True), dev)},
+            hints={"precision": lambda was: f"resume it with amp={was != 'float32'} (--no-amp / --amp)"},
             scaler=torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16),
             generator=torch.Generator().manual_seed(self.seeds["data"]),  # data order + augmentation, on CPU
             extra={"seeds": {"run": cfg.seed, **self.seeds}, **({"masks": masks} if masks else {})})

@@ -52,6 +52,8 @@ class TrainState:
     added: dict[str, Any] = field(default_factory=dict)
     # Identity entries older checkpoints lack, derived from what they hold (checkpoint -> entries).
     legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # For an identity entry that differs on resume: (the checkpoint's value) -> what to do about it.
+    hints: dict[str, Callable[[Any], str]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """The checkpoint after `epoch` epochs, written atomically (old file or new, never torn)."""
@@ -75,7 +77,7 @@ class TrainState:
         state = load_checkpoint(path, device, kind=self.kind, writer=writer, hint=hint)
         if self.legacy is not None:
             state = {**self.legacy(state), **state}
-        check_same_run(state, self.identity, path, self.runtime, self.added)
+        check_same_run(state, self.identity, path, self.runtime, self.added, self.hints)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -105,7 +107,8 @@ class TrainState:
 
 
 def check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path,
-                   runtime: frozenset[str] | set[str] | tuple[str, ...], added: dict[str, Any] | None = None) -> None:
+                   runtime: frozenset[str] | set[str] | tuple[str, ...], added: dict[str, Any] | None = None,
+                   hints: dict[str, Callable[[Any], str]] | None = None) -> None:
     """A resumed run must be the run that was interrupted, or its numbers mean nothing.
 
     Every identity entry but ``config`` must be equal (entries of a description added since the
@@ -116,8 +119,7 @@ def check_same_run(state: dict[str, Any], identity: dict[str, Any], path: Path,
             continue
         was = _with_new_fields(state.get(key), now)
         if was != now:
-            hint = f"; resume it with amp={'False' if was == 'float32' else 'True'} (--no-amp / --amp)" \
-                if key == "precision" else ""
+            hint = f"; {hints[key](was)}" if hints and key in hints else ""
             raise BlockSwapError(f"cannot resume {str(path)!r}: it was a run with {key} "
                                  f"{_brief(state.get(key))}, not {_brief(now)}{hint}")
     old, new = {**(added or {}), **state.get("config", {})}, identity.get("config", {})
