@@ -62,6 +62,7 @@ class DatasetEntry:
     stats: Stats | None = None  # None: computed from the training split as loaded
     input_size: int = 32  # default square input side, pixels
     task: str = "classification"  # or "detection" (read by the detection code, not `load_split`)
+    val_images: str = "its validation split"  # what its "val" split is, in words (reports say it)
 
     def __post_init__(self) -> None:
         if ";" in self.help:  # --data's help joins the entries with "; "
@@ -93,18 +94,18 @@ def _imagenet(path: str | None, split: str, size: int, device: Any, workers: int
 # computed from their training split as loaded.
 for _entry in (
     DatasetEntry("cifar10", "CIFAR-10, the python-pickle release (cifar-10-batches-py or its parent)",
-                 read=cifar_reader("cifar10", 10), classes=10,
+                 read=cifar_reader("cifar10", 10), classes=10, val_images="the official test set",
                  stats=((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))),
     DatasetEntry("cifar100", "CIFAR-100, the python-pickle release (cifar-100-python or its parent)",
-                 read=cifar_reader("cifar100", 100), classes=100,
+                 read=cifar_reader("cifar100", 100), classes=100, val_images="the official test set",
                  stats=((0.5071, 0.4866, 0.4409), (0.2009, 0.1984, 0.2023))),
     DatasetEntry("imagenet", "class folders PATH/train/<class>/* and PATH/val/<class>/*",
-                 stream=_imagenet, stats=IMAGENET_STATS, input_size=224),
+                 stream=_imagenet, stats=IMAGENET_STATS, input_size=224, val_images="the val folder"),
     DatasetEntry("coco", "COCO-layout detection data, with --task detection", task="detection", input_size=800),
     DatasetEntry("fashion-mnist", "Fashion-MNIST's four idx files (.gz or not) in PATH, val = its test set",
-                 read=idx_reader("fashion-mnist"), classes=IDX_CLASSES),
+                 read=idx_reader("fashion-mnist"), classes=IDX_CLASSES, val_images="the official test set"),
     DatasetEntry("mnist", "MNIST's four idx files (.gz or not) in PATH, val = its test set",
-                 read=idx_reader("mnist"), classes=IDX_CLASSES),
+                 read=idx_reader("mnist"), classes=IDX_CLASSES, val_images="the official test set"),
     DatasetEntry("digits", "scikit-learn's bundled 8x8 digits", takes_path=False, read=read_digits, classes=10),
     DatasetEntry("synthetic", "random class-dependent images, for smoke runs", takes_path=False,
                  read=read_synthetic, classes=10, stats=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))),

@@ -82,11 +82,7 @@ def _evaluated_on(data: str) -> str:
     spec = parse_data(data)
     if spec.holdout:
         return f"{spec.holdout:,} training images carved out by a fixed seed, not the test set"
-    if spec.name in ("cifar10", "cifar100", "fashion-mnist", "mnist"):
-        return "the official test set"
-    if spec.name == "imagenet":
-        return "the val folder"
-    return "its validation split"
+    return "its validation split" if spec.entry is None else spec.entry.val_images
 
 
 RUN_COLUMNS = ("key", "phase", "method", "label", "budget", "seed", "model", "genotype", "candidate", "params",
