@@ -147,3 +147,7 @@ def test_budget_parsing():
             parse_budget(bad)
     with pytest.raises(bs.BlockSwapError, match="tolerance"):
         parse_budget("800k", tolerance=1.5)
+    # A latency without its metric names the form that works (a practitioner types --budget 5ms).
+    with pytest.raises(bs.BlockSwapError, match=r"'5ms'.*latency=5ms"):
+        parse_budget("5ms")
+    assert parse_budget("latency=5ms").target == pytest.approx(0.005)

@@ -150,9 +150,10 @@ def test_report_states_seed_noise_spread_and_each_signals_top1(tmp_path):
     assert signals["mean_rank(fisher,macs)"][4] == f"{mean_err[first]:.2f}"
 
 
-def test_with_every_network_on_several_seeds_the_protocol_states_the_noise_and_spread_of_the_means(tmp_path):
-    errors = {(0, 0): 10.0, (0, 1): 10.6, (1, 0): 12.5, (1, 1): 12.1, (2, 0): 9.0, (2, 1): 9.9,
-              (3, 0): 15.0, (3, 1): 14.2, (4, 0): 11.0, (4, 1): 11.8}
+def test_the_protocol_states_the_noise_net_of_seed_offsets_and_the_spread_of_m_seed_means(tmp_path):
+    # seed 1 (its teacher, its data order) makes every network about 1.2 pp worse
+    errors = {(0, 0): 10.0, (0, 1): 11.6, (1, 0): 12.5, (1, 1): 13.1, (2, 0): 9.0, (2, 1): 10.9,
+              (3, 0): 15.0, (3, 1): 15.2, (4, 0): 11.0, (4, 1): 12.8}
     spec = load_experiment(_file(tmp_path, '[methods.random]\nnetworks = 5\nrepeat = 5\nseeds = [0, 1]\n'
                                            'signals = ["fisher"]\n'))
     out = _store(tmp_path / "exp", spec, {
@@ -162,13 +163,29 @@ def test_with_every_network_on_several_seeds_the_protocol_states_the_noise_and_s
     experiment_report(out, tmp_path / "report")
     tables = __import__("json").loads((tmp_path / "report" / "summary.json").read_text())["tables"]
     rows = tables["Protocol: seed noise against the spread across networks"][0]["rows"]
-    # by hand: pooled variance of the five pairs; the std of the five pair means; noise of a mean of 2
-    noise = math.sqrt(statistics.fmean(np.var([errors[i, 0], errors[i, 1]], ddof=1) for i in range(5)))
+    # by hand: the additive model error = network + seed fitted by least squares (numpy), its
+    # residual std with (5 - 1)(2 - 1) degrees of freedom; the std of the five pair means
+    x = np.zeros((10, 5 + 2))
+    y = np.zeros(10)
+    for row, ((i, seed), e) in enumerate(sorted(errors.items())):
+        x[row, i], x[row, 5 + seed], y[row] = 1.0, 1.0, e
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    net = math.sqrt(float(np.sum((y - x @ coef) ** 2)) / 4)
+    raw = math.sqrt(statistics.fmean(np.var([errors[i, 0], errors[i, 1]], ddof=1) for i in range(5)))
+    spread = np.std([errors[i, 0] for i in range(5)], ddof=1)
+    assert net < raw  # the raw noise counts seed 1's offset as noise
+    assert rows[0][1].startswith(f"{raw:.2f} (5 networks, 10 runs)")
+    assert rows[1][0].endswith("net of seed offsets")
+    assert rows[1][1].startswith(f"{net:.2f} (5 networks x 2 seeds)")
+    assert rows[1][4] == f"{spread / net:.1f}x"
     means = [(errors[i, 0] + errors[i, 1]) / 2 for i in range(5)]
-    assert rows[1][0].endswith("mean of 2 seeds")
-    assert rows[1][1].startswith(f"{noise / math.sqrt(2):.2f}")
-    assert rows[1][2].startswith(f"{np.std(means, ddof=1):.2f} (5 networks)")
-    assert rows[1][4] == f"{np.std(means, ddof=1) / (noise / math.sqrt(2)):.1f}x"
+    assert rows[2][0].endswith("mean of 2 seeds")
+    assert rows[2][1].startswith(f"{net / math.sqrt(2):.2f}")
+    assert rows[2][2].startswith(f"{np.std(means, ddof=1):.2f} (5 networks)")
+    assert rows[2][4] == f"{np.std(means, ddof=1) / (net / math.sqrt(2)):.1f}x"
+    md = (tmp_path / "report" / "report.md").read_text()
+    offset = statistics.fmean(errors[i, 1] for i in range(5)) - statistics.fmean(errors.values())
+    assert f"seed 1 {offset:+.2f}" in md and f"seed 0 {-offset:+.2f}" in md
 
 
 def test_runs_csv_recomputes_the_comparison_table(tmp_path):

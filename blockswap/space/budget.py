@@ -84,7 +84,13 @@ def parse_budget(text: "str | Budget", tolerance: float = 0.025) -> Budget:
         raise BlockSwapError(f"unknown budget metric {metric!r} in {text!r}; valid metrics: {choices(METRICS)}")
     if metric == "latency":
         return Budget(metric, parse_seconds(value), tolerance)
-    return Budget(metric, parse_count(value), tolerance)
+    try:
+        count = parse_count(value)
+    except BlockSwapError:
+        hint = f"; a latency budget is written latency={value.strip()}" if _TIME.match(value.strip().lower()) else ""
+        raise BlockSwapError(f"bad budget {text!r}: expected a count with an optional k/M/G suffix, as 800k, "
+                             f"params=800k, macs=90M, or a latency as latency=12ms{hint}") from None
+    return Budget(metric, count, tolerance)
 
 
 def parse_seconds(text: str) -> float:

@@ -15,10 +15,32 @@ from .base import RANDOM, STUDIES, Context, Study, budget_text
 RESOLVES = 3.0  # the spread (std across networks) must be at least this many seed-noise stds
 
 
+def net_of_seed_offsets(by_cand: dict[int, dict[int, float]]) -> dict | None:
+    """The seed noise without each seed's common offset. Every network trained with seed s shares
+    that seed's teacher (attention transfer), data order and augmentations, which move all of them
+    together: an offset that cancels whenever networks trained with the same seeds are compared, as
+    every table of the report compares them. The residual std of the additive model error = network + seed
+    (two-way, no interaction; (n-1)(m-1) degrees of freedom), on the networks trained with every
+    one of the seeds the repeated networks share."""
+    repeated = [v for v in by_cand.values() if len(v) >= 2]
+    seeds = sorted(set.intersection(*(set(v) for v in repeated))) if repeated else []
+    if len(repeated) < 2 or len(seeds) < 2:
+        return None
+    x = [[v[s] for s in seeds] for v in repeated]
+    n, m = len(x), len(seeds)
+    grand = statistics.fmean(e for row in x for e in row)
+    rows = [statistics.fmean(row) for row in x]
+    cols = [statistics.fmean(x[i][j] for i in range(n)) for j in range(m)]
+    ss = sum((x[i][j] - rows[i] - cols[j] + grand) ** 2 for i in range(n) for j in range(m))
+    return {"noise": math.sqrt(ss / ((n - 1) * (m - 1))), "networks": n, "seeds": seeds,
+            "offsets": {s: cols[j] - grand for j, s in enumerate(seeds)}}
+
+
 def noise_and_spread(done, budget) -> dict:
     """Seed noise: the pooled within-network std of final error, over the random networks
-    trained with two or more seeds (sqrt of the mean of their sample variances). Spread: the
-    std of final error across random networks, one run each (the method's first seed)."""
+    trained with two or more seeds (sqrt of the mean of their sample variances), and the same net
+    of each seed's common offset (`net_of_seed_offsets`). Spread: the std of final error across
+    random networks, one run each (the method's first seed)."""
     by_cand: dict[int, dict[int, float]] = defaultdict(dict)
     for r in done:
         if r["method"] == RANDOM and r["budget"] == budget.text:
@@ -31,13 +53,19 @@ def noise_and_spread(done, budget) -> dict:
     out = {"noise": noise, "noise_networks": len(repeated),
            "noise_runs": sum(len(v) for v in repeated.values()), "spread": spread, "spread_networks": len(single),
            "range": (min(single), max(single)) if single else None,
-           "ratio": spread / noise if noise and spread is not None else None, "mean_of": None}
-    # Every network trained with m >= 2 seeds: Table 1 ranks their means, whose noise is noise / sqrt(m)
-    # and whose spread is the std of the means (each network's first m seeds).
-    m = min((len(v) for v in by_cand.values()), default=0)
-    if m >= 2 and noise and len(by_cand) >= 2:
-        means = [statistics.fmean(v[s] for s in sorted(v)[:m]) for v in by_cand.values()]
-        out["mean_of"] = {"seeds": m, "noise": noise / math.sqrt(m), "spread": statistics.stdev(means),
+           "ratio": spread / noise if noise and spread is not None else None, "mean_of": None,
+           "net": net_of_seed_offsets(by_cand)}
+    net = out["net"]
+    if net is not None and spread is not None and net["noise"] > 0:
+        net["ratio"] = spread / net["noise"]
+    # Every network trained with the same m >= 2 seeds: Table 1 ranks their means, in which every
+    # seed's offset is the same for every network, so their noise is the net noise / sqrt(m), and
+    # their spread the std of the means.
+    sets = {frozenset(v) for v in by_cand.values()}
+    m = len(next(iter(sets))) if len(sets) == 1 else 0
+    if m >= 2 and net is not None and net["noise"] > 0 and len(by_cand) >= 2:
+        means = [statistics.fmean(v.values()) for v in by_cand.values()]
+        out["mean_of"] = {"seeds": m, "noise": net["noise"] / math.sqrt(m), "spread": statistics.stdev(means),
                           "networks": len(means), "range": (min(means), max(means))}
         out["mean_of"]["ratio"] = out["mean_of"]["spread"] / out["mean_of"]["noise"]
     return out
@@ -47,23 +75,34 @@ def _fmt(x, digits=2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _verdict(ratio: float) -> str:
+    return "resolves" if ratio >= RESOLVES else f"below {RESOLVES:g}x: differences are mostly noise"
+
+
 def protocol(ctx: Context) -> Section:
-    rows = []
+    rows, offsets = [], []
     for b in ctx.budgets:
         m = noise_and_spread(ctx.done, b)
         if m["spread"] is None:
             continue
-        verdict = "-" if m["ratio"] is None else ("resolves" if m["ratio"] >= RESOLVES else
-                                                  f"below {RESOLVES:g}x: differences are mostly noise")
+        verdict = "-" if m["ratio"] is None else _verdict(m["ratio"])
         rows.append([budget_text(b), f"{_fmt(m['noise'])} ({m['noise_networks']} networks, {m['noise_runs']} runs)",
                      f"{_fmt(m['spread'])} ({m['spread_networks']} networks)",
                      "-" if m["range"] is None else f"{m['range'][0]:.2f} to {m['range'][1]:.2f}",
                      _fmt(m["ratio"], 1) + "x" if m["ratio"] is not None else "-", verdict])
+        if (net := m["net"]) is not None and "ratio" in net:
+            rows.append([f"{budget_text(b)}, net of seed offsets",
+                         f"{_fmt(net['noise'])} ({net['networks']} networks x {len(net['seeds'])} seeds)",
+                         f"{_fmt(m['spread'])} ({m['spread_networks']} networks)",
+                         "-" if m["range"] is None else f"{m['range'][0]:.2f} to {m['range'][1]:.2f}",
+                         _fmt(net["ratio"], 1) + "x", _verdict(net["ratio"])])
+            offsets.append(f"{budget_text(b)}: " + ", ".join(f"seed {s} {o:+.2f}" for s, o in net["offsets"].items()))
         if (avg := m["mean_of"]) is not None:
-            rows.append([f"{budget_text(b)}, mean of {avg['seeds']} seeds", f"{_fmt(avg['noise'])} (noise / sqrt({avg['seeds']}))",
+            rows.append([f"{budget_text(b)}, mean of {avg['seeds']} seeds",
+                         f"{_fmt(avg['noise'])} (net noise / sqrt({avg['seeds']}))",
                          f"{_fmt(avg['spread'])} ({avg['networks']} networks)",
                          f"{avg['range'][0]:.2f} to {avg['range'][1]:.2f}", _fmt(avg["ratio"], 1) + "x",
-                         "resolves" if avg["ratio"] >= RESOLVES else f"below {RESOLVES:g}x: differences are mostly noise"])
+                         _verdict(avg["ratio"])])
     t = ctx.spec.student
     size = ctx.spec.input_size or "the network's default"
     text = [f"Students train {t.epochs} epochs" + (f" on a fixed {t.train_images:,} of the training images"
@@ -72,8 +111,14 @@ def protocol(ctx: Context) -> Section:
             "top-1 error between seeds of one network (pooled over the random networks trained with several "
             "seeds). Spread: the standard deviation of final error across random networks at the budget, one "
             f"seed each. A protocol resolves differences between networks when the spread is at least {RESOLVES:g} "
-            "times the noise. Where every random network trained with m seeds, a second row gives the same for "
-            "their m-seed means, which Table 1 ranks."]
+            "times the noise. Every network trained with seed s shares that seed's teacher, data order and "
+            "augmentations, which shift all of them together; the shift cancels whenever networks trained with the same seeds "
+            "are compared, as every table here compares them. The row 'net of seed offsets' removes it: the "
+            "residual std of an additive network + seed model, on the networks trained with every shared seed. "
+            "Where every random network trained with the same m seeds, a last row gives the same for their "
+            "m-seed means, which Table 1 ranks."]
+    if offsets:
+        text.append("Seed offsets (a seed's mean error minus the grand mean, pp): " + "; ".join(offsets) + ".")
     return Section("Protocol: seed noise against the spread across networks", text,
                    [Table(["budget", "seed noise, std pp", "spread across networks, std pp", "error range %",
                            "spread / noise", "verdict"], rows)])
