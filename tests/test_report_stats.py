@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -54,6 +55,11 @@ def test_missing_values_are_dropped_and_too_few_give_nan():
     c = correlation([1.0, None, 3.0, float("nan"), 5.0, 6.0], [1, 2, 3, 4, 5, 7], "kendall")
     assert c.n == 4 and c.value == pytest.approx(1.0)
     assert math.isnan(correlation([1, 2], [2, 1]).value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConstantInputWarning from scipy: the NaN is ours
+        for method in ("kendall", "spearman"):
+            c = correlation([7, 7, 7, 7], [1, 2, 3, 4], method)
+            assert c.n == 4 and math.isnan(c.value) and math.isnan(c.low)
     with pytest.raises(BlockSwapError, match="unknown correlation 'pearson'.*kendall, spearman"):
         correlation([1, 2, 3], [1, 2, 3], "pearson")
 

@@ -188,6 +188,20 @@ def test_the_protocol_states_the_noise_net_of_seed_offsets_and_the_spread_of_m_s
     assert f"seed 1 {offset:+.2f}" in md and f"seed 0 {-offset:+.2f}" in md
 
 
+def test_a_study_stopped_part_way_holds_networks_complete_on_every_seed(tmp_path):
+    # 3 random networks x 2 seeds; stopped (--limit) after the search and two students: those two
+    # are network 0 on both seeds, so its seed noise is measurable, not networks 0 and 1 on seed 0.
+    spec = load_experiment(_file(tmp_path, '[methods.random]\nnetworks = 3\nrepeat = 3\nseeds = [0, 1]\n'
+                                           'signals = ["params"]\n'))
+    others = sum(r.phase != "student" for r in expand(spec))
+    out = tmp_path / "exp"
+    result = run_experiment(spec, out, ExperimentOptions(limit=others + 2, progress=False))
+    assert result.done == others + 2 and not result.failed
+    with ExperimentStore(out / "experiment.sqlite") as store:
+        done = {r.key for r in expand(spec) if r.phase == "student" and store.status(r.key) == "done"}
+    assert done == {"student/random/100k/n000/s0", "student/random/100k/n000/s1"}
+
+
 def test_runs_csv_recomputes_the_comparison_table(tmp_path):
     out = _fake_store(tmp_path)
     experiment_report(out, tmp_path / "report")

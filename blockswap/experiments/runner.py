@@ -111,6 +111,9 @@ def run_experiment(spec: ExperimentSpec, out: "str | Path", options: ExperimentO
                     except BlockSwapError as exc:  # its teacher or search failed or is missing
                         store.mark(r.key, "failed", error=str(exc))
                         result.failed[r.key] = str(exc)
+                # Network-major: a network's seeds run together, so a study stopped part-way (or by
+                # --limit) holds networks complete on every seed, not every network on some seeds.
+                ready.sort(key=lambda item: item[0].detail.get("candidate", -1))
                 ready = ready[:left]
                 left -= len(ready)
                 for r, _ in ready:

@@ -39,7 +39,8 @@ def correlation(x: Sequence[float | None], y: Sequence[float | None], method: st
     """Kendall's tau-b or Spearman's rho of `x` and `y`, with a percentile bootstrap interval
     over pairs (resampled with replacement; resamples whose statistic is undefined dropped).
 
-    Pairs with a missing or NaN value are dropped first; fewer than 3 pairs give NaNs.
+    Pairs with a missing or NaN value are dropped first; fewer than 3 pairs, or a constant `x` or
+    `y`, give NaNs.
     """
     if method not in METHODS:
         raise BlockSwapError(f"unknown correlation {method!r}; valid: {choices(METHODS)}")
@@ -49,6 +50,8 @@ def correlation(x: Sequence[float | None], y: Sequence[float | None], method: st
     if n < 3:
         return Correlation(math.nan, math.nan, math.nan, n, math.nan)
     xs, ys = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    if np.ptp(xs) == 0 or np.ptp(ys) == 0:  # a constant signal (e.g. params at a fixed size) ranks nothing
+        return Correlation(math.nan, math.nan, math.nan, n, math.nan)
     stat = _statistic(method)
     result = stat(xs, ys)
     value, pvalue = float(result[0]), float(result[1])
