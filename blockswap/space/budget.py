@@ -87,7 +87,8 @@ def parse_budget(text: "str | Budget", tolerance: float = 0.025) -> Budget:
     try:
         count = parse_count(value)
     except BlockSwapError:
-        hint = f"; a latency budget is written latency={value.strip()}" if _TIME.match(value.strip().lower()) else ""
+        value = value.strip()
+        hint = f"; a latency budget is written latency={value}" if _TIME.match(value.lower()) else ""
         raise BlockSwapError(f"bad budget {text!r}: expected a count with an optional k/M/G suffix, as 800k, "
                              f"params=800k, macs=90M, or a latency as latency=12ms{hint}") from None
     return Budget(metric, count, tolerance)

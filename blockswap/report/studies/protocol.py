@@ -19,9 +19,9 @@ def net_of_seed_offsets(by_cand: dict[int, dict[int, float]]) -> dict | None:
     """The seed noise without each seed's common offset. Every network trained with seed s shares
     that seed's teacher (attention transfer), data order and augmentations, which move all of them
     together: an offset that cancels whenever networks trained with the same seeds are compared, as
-    every table of the report compares them. The residual std of the additive model error = network + seed
-    (two-way, no interaction; (n-1)(m-1) degrees of freedom), on the networks trained with every
-    one of the seeds the repeated networks share."""
+    every table of the report compares them. The residual std of the additive model
+    error = network + seed (two-way, no interaction; (n-1)(m-1) degrees of freedom), on the
+    networks trained with every one of the seeds the repeated networks share."""
     repeated = [v for v in by_cand.values() if len(v) >= 2]
     seeds = sorted(set.intersection(*(set(v) for v in repeated))) if repeated else []
     if len(repeated) < 2 or len(seeds) < 2:
@@ -53,11 +53,10 @@ def noise_and_spread(done, budget) -> dict:
     out = {"noise": noise, "noise_networks": len(repeated),
            "noise_runs": sum(len(v) for v in repeated.values()), "spread": spread, "spread_networks": len(single),
            "range": (min(single), max(single)) if single else None,
-           "ratio": spread / noise if noise and spread is not None else None, "mean_of": None,
-           "net": net_of_seed_offsets(by_cand)}
-    net = out["net"]
-    if net is not None and spread is not None and net["noise"] > 0:
-        net["ratio"] = spread / net["noise"]
+           "ratio": spread / noise if noise and spread is not None else None, "mean_of": None}
+    out["net"] = net = net_of_seed_offsets(by_cand)
+    if net is not None:
+        net["ratio"] = spread / net["noise"] if spread is not None and net["noise"] > 0 else None
     # Every network trained with the same m >= 2 seeds: Table 1 ranks their means, in which every
     # seed's offset is the same for every network, so their noise is the net noise / sqrt(m), and
     # their spread the std of the means.
@@ -86,17 +85,17 @@ def protocol(ctx: Context) -> Section:
         if m["spread"] is None:
             continue
         verdict = "-" if m["ratio"] is None else _verdict(m["ratio"])
+        # the one-seed spread, shown against the raw noise and against the net noise
+        spread = [f"{_fmt(m['spread'])} ({m['spread_networks']} networks)",
+                  "-" if m["range"] is None else f"{m['range'][0]:.2f} to {m['range'][1]:.2f}"]
         rows.append([budget_text(b), f"{_fmt(m['noise'])} ({m['noise_networks']} networks, {m['noise_runs']} runs)",
-                     f"{_fmt(m['spread'])} ({m['spread_networks']} networks)",
-                     "-" if m["range"] is None else f"{m['range'][0]:.2f} to {m['range'][1]:.2f}",
-                     _fmt(m["ratio"], 1) + "x" if m["ratio"] is not None else "-", verdict])
-        if (net := m["net"]) is not None and "ratio" in net:
+                     *spread, _fmt(m["ratio"], 1) + "x" if m["ratio"] is not None else "-", verdict])
+        if (net := m["net"]) is not None and net["ratio"] is not None:
             rows.append([f"{budget_text(b)}, net of seed offsets",
                          f"{_fmt(net['noise'])} ({net['networks']} networks x {len(net['seeds'])} seeds)",
-                         f"{_fmt(m['spread'])} ({m['spread_networks']} networks)",
-                         "-" if m["range"] is None else f"{m['range'][0]:.2f} to {m['range'][1]:.2f}",
-                         _fmt(net["ratio"], 1) + "x", _verdict(net["ratio"])])
-            offsets.append(f"{budget_text(b)}: " + ", ".join(f"seed {s} {o:+.2f}" for s, o in net["offsets"].items()))
+                         *spread, _fmt(net["ratio"], 1) + "x", _verdict(net["ratio"])])
+            offsets.append(f"{budget_text(b)}: " + ", ".join(f"seed {s} {o:+.2f}"
+                                                             for s, o in net["offsets"].items()))
         if (avg := m["mean_of"]) is not None:
             rows.append([f"{budget_text(b)}, mean of {avg['seeds']} seeds",
                          f"{_fmt(avg['noise'])} (net noise / sqrt({avg['seeds']}))",
@@ -112,9 +111,10 @@ def protocol(ctx: Context) -> Section:
             "seeds). Spread: the standard deviation of final error across random networks at the budget, one "
             f"seed each. A protocol resolves differences between networks when the spread is at least {RESOLVES:g} "
             "times the noise. Every network trained with seed s shares that seed's teacher, data order and "
-            "augmentations, which shift all of them together; the shift cancels whenever networks trained with the same seeds "
-            "are compared, as every table here compares them. The row 'net of seed offsets' removes it: the "
-            "residual std of an additive network + seed model, on the networks trained with every shared seed. "
+            "augmentations, which shift all of them together; the shift cancels whenever networks trained "
+            "with the same seeds are compared, as every table here compares them. The row 'net of seed "
+            "offsets' removes it: the residual std of an additive network + seed model, on the networks "
+            "trained with every shared seed. "
             "Where every random network trained with the same m seeds, a last row gives the same for their "
             "m-seed means, which Table 1 ranks."]
     if offsets:
